@@ -26,6 +26,13 @@ options:
   wait: {description: Wait for the task when the reply is a UPID., type: bool, default: true}
   timeout: {description: Seconds to wait for the task., type: int, default: 900}
   poll_interval: {description: Seconds between two task status polls., type: float, default: 0.25}
+  until:
+    description:
+      - Repeat the GET until a condition holds, O(poll_interval) apart, at most O(timeout) seconds.
+      - C(ipv4) on C(.../interfaces) waits for a global IPv4 address; C(ssh) also waits until port 22
+        of that address answers with an SSH banner; C(template) on C(.../config) waits for C(template: 1).
+    type: str
+    choices: [ipv4, ssh, template]
 author: ctforge
 """
 
@@ -33,9 +40,11 @@ RETURN = r"""
 data: {description: The reply's data., returned: always, type: raw}
 upid: {description: The task id when the reply was one., returned: when a task was started, type: str}
 exitstatus: {description: The task's exit status (OK, WARNINGS n or the error)., returned: when waited, type: str}
+ipv4: {description: The CT's global IPv4 address., returned: with until ipv4 or ssh, type: str}
 """
 
 import re
+import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
@@ -116,6 +125,42 @@ class PveClient:
             time.sleep(interval)
 
 
+def global_ipv4(interfaces) -> str | None:
+    for iface in interfaces or []:
+        inet = iface.get("inet") or ""
+        if iface.get("name") == "lo" or not inet:
+            continue
+        addr = inet.split("/")[0]
+        if not addr.startswith(("127.", "169.254.")):
+            return addr
+    return None
+
+
+def ssh_answers(addr: str) -> bool:
+    try:
+        with socket.create_connection((addr, 22), timeout=2) as conn:
+            conn.settimeout(2)
+            return conn.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def poll(client: PveClient, path: str, until: str, timeout: int, interval: float) -> dict:
+    """Repeat GET path until the condition holds; returns the last data and what was found."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = client.call("GET", path)
+        if until == "template" and int((data or {}).get("template") or 0) == 1:
+            return {"data": data}
+        if until in ("ipv4", "ssh"):
+            addr = global_ipv4(data)
+            if addr and (until == "ipv4" or ssh_answers(addr)):
+                return {"data": data, "ipv4": addr}
+        if time.monotonic() > deadline:
+            client.module.fail_json(msg=f"GET {path}: still no {until} after {timeout} s", data=data)
+        time.sleep(interval)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -134,6 +179,7 @@ def main() -> None:
             "wait": {"type": "bool", "default": True},
             "timeout": {"type": "int", "default": 900},
             "poll_interval": {"type": "float", "default": 0.25},
+            "until": {"type": "str", "choices": ["ipv4", "ssh", "template"]},
         },
         supports_check_mode=False,
     )
@@ -141,6 +187,10 @@ def main() -> None:
         module.fail_json(msg="pve_api needs the Python package requests on the controller")
     p = module.params
     client = PveClient(module)
+    if p["until"]:
+        if p["method"] != "GET":
+            module.fail_json(msg="until works with method GET only")
+        module.exit_json(changed=False, **poll(client, p["path"], p["until"], p["timeout"], p["poll_interval"]))
     data = client.call(p["method"], p["path"], p["data"])
     result = {"changed": p["method"] != "GET", "data": data}
     if isinstance(data, str) and UPID_RE.match(data):
