@@ -70,7 +70,9 @@ if [ -d /var/lib/dbus ]; then ln -sfn /etc/machine-id /var/lib/dbus/machine-id; 
 # stray system files, emptied directories, editor backups, downloaded packages
 rm -rf -- {_words(data["_prepare_template_remove_paths"])}
 for dir in {_words(data["_prepare_template_empty_dirs"])} "$WORKSPACE_DIR"; do
-  if [ -d "$dir" ]; then find "$dir" -mindepth 1 -maxdepth 1 ! -name 'systemd-private-*' -exec rm -rf -- {{}} +; fi
+  if [ -d "$dir" ]; then
+    find "$dir" -mindepth 1 -maxdepth 1 ! -name 'systemd-private-*' -exec rm -rf -- {{}} +
+  fi
 done
 find /etc -maxdepth 1 -name '*~' -delete
 find {shlex.quote(data["_prepare_template_apt_archives"])} -maxdepth 1 -name '*.deb' -delete
@@ -99,7 +101,9 @@ for home in $(homes); do
   for rel in {_words(home_check)}; do
     if [ -e "$home/$rel" ]; then found+=("$home/$rel"); fi
   done
-  if [ "$home" != /root ] && [ -e "$home/.ssh/authorized_keys" ]; then found+=("$home/.ssh/authorized_keys"); fi
+  if [ "$home" != /root ] && [ -e "$home/.ssh/authorized_keys" ]; then
+    found+=("$home/.ssh/authorized_keys")
+  fi
   if grep -qsE "$NPMRC_TOKEN_RE" "$home/.npmrc"; then found+=("$home/.npmrc (token)"); fi
 done
 for path in {_words(data["_prepare_template_remove_paths"])}; do

@@ -46,7 +46,9 @@ if [ -d /var/lib/dbus ]; then ln -sfn /etc/machine-id /var/lib/dbus/machine-id; 
 # stray system files, emptied directories, editor backups, downloaded packages
 rm -rf -- /etc/passwd- /etc/shadow- /etc/group- /etc/gshadow- /etc/apt/apt.conf.d/01ctforge-proxy /etc/profile.d/ctforge-proxy.sh /var/lib/logrotate/status
 for dir in /tmp /var/tmp /var/lib/dhcp /var/lib/dhclient /var/lib/systemd/network /var/spool/cron/crontabs /var/spool/cron/atjobs /var/spool/mail /var/log/journal /var/log/apt /var/cache/apt/archives/partial "$WORKSPACE_DIR"; do
-  if [ -d "$dir" ]; then find "$dir" -mindepth 1 -maxdepth 1 ! -name 'systemd-private-*' -exec rm -rf -- {} +; fi
+  if [ -d "$dir" ]; then
+    find "$dir" -mindepth 1 -maxdepth 1 ! -name 'systemd-private-*' -exec rm -rf -- {} +
+  fi
 done
 find /etc -maxdepth 1 -name '*~' -delete
 find /var/cache/apt/archives -maxdepth 1 -name '*.deb' -delete
@@ -75,7 +77,9 @@ for home in $(homes); do
   for rel in .bash_history .zsh_history .python_history .node_repl_history .psql_history .rediscli_history .lesshst .viminfo .wget-hsts .mysql_history .claude .claude.json .git-credentials .config/gh .pgpass .docker/config.json; do
     if [ -e "$home/$rel" ]; then found+=("$home/$rel"); fi
   done
-  if [ "$home" != /root ] && [ -e "$home/.ssh/authorized_keys" ]; then found+=("$home/.ssh/authorized_keys"); fi
+  if [ "$home" != /root ] && [ -e "$home/.ssh/authorized_keys" ]; then
+    found+=("$home/.ssh/authorized_keys")
+  fi
   if grep -qsE "$NPMRC_TOKEN_RE" "$home/.npmrc"; then found+=("$home/.npmrc (token)"); fi
 done
 for path in /etc/passwd- /etc/shadow- /etc/group- /etc/gshadow- /etc/apt/apt.conf.d/01ctforge-proxy /etc/profile.d/ctforge-proxy.sh /var/lib/logrotate/status; do

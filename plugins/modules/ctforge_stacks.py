@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# ruff: noqa: E402, E501  (Ansible module layout: the YAML doc strings come before the imports)
 """Resolve a template's stacks through the ctforge catalog: effective list, what to install, which roles."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# ruff: noqa: E402, E501  (Ansible module layout: the YAML doc strings come before the imports)
 """Call one Proxmox VE API endpoint; when it answers with a task, wait for the task's real outcome."""
 
 from __future__ import annotations
