@@ -1,0 +1,174 @@
+"""The lifecycle playbooks on minipve: the canonical chain base → nodejs → fullstack, a leak canary,
+idempotence, bad input and destroy. One chain is built per module and shared by every test."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from playbook_helpers import REPO, api, clone_and_start, destroy, run_playbook, ssh
+
+pytestmark = [pytest.mark.host, pytest.mark.slow]
+
+BASE, NODEJS, FULLSTACK, PROBE = 7150, 7200, 7250, 7299
+EXAMPLES = REPO / "examples"
+EXTRA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNhbmFyeWNhbmFyeWNhbmFyeWNhbmFyeWNhbmFyeWNh canary@leak"
+CANARY = f"""set -e
+for home in /root /home/kobozo; do
+  [ -d "$home" ] || continue
+  echo '{{"oauthAccount": "canary"}}' > "$home/.claude.json"
+  printf '//registry.npmjs.org/:_authToken=npm_canary_token\\n' >> "$home/.npmrc"
+  echo 'https://canary:secret@example.com' > "$home/.git-credentials"
+  echo 'export CANARY_SECRET=1' > "$home/.bash_history"
+  mkdir -p "$home/.ssh" && echo '{EXTRA_KEY}' >> "$home/.ssh/authorized_keys"
+done
+"""
+LEAKS = ".claude.json .git-credentials .bash_history"
+
+
+@pytest.fixture(scope="module")
+def chain(minipve, tmp_path_factory):
+    """Builds the chain once; records every step's outcome for the tests to assert on."""
+    env = minipve.env
+    node = env["PROXMOX_NODE"]
+    keydir = tmp_path_factory.mktemp("build-key")
+    key = keydir / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    common = {"ctforge_ssh_private_key_file": str(key), "ctforge_node": node, "ctforge_smoke_vmid": 7298}
+    px = api(env)
+    steps: dict[str, object] = {"env": env, "node": node, "key": key, "px": px, "common": common}
+    try:
+        steps["base"] = run_playbook(env, "build.yml", {**common, "ctforge_vmid": BASE},
+                                     extra_files=(EXAMPLES / "base.yml",))
+        assert steps["base"].rc == 0, steps["base"].output[-4000:]
+        steps["nodejs"] = run_playbook(env, "build.yml", {**common, "ctforge_vmid": NODEJS,
+                                                          "ctforge_parent_vmid": BASE},
+                                       extra_files=(EXAMPLES / "nodejs.yml",))
+        assert steps["nodejs"].rc == 0, steps["nodejs"].output[-4000:]
+        fullstack = {**common, "ctforge_vmid": FULLSTACK, "ctforge_parent_vmid": NODEJS}
+        steps["fullstack_vars"] = fullstack
+        steps["provision"] = run_playbook(env, "provision.yml", fullstack,
+                                          extra_files=(EXAMPLES / "fullstack.yml",))
+        assert steps["provision"].rc == 0, steps["provision"].output[-4000:]
+        steps["provision_again"] = run_playbook(env, "provision.yml", fullstack,
+                                                extra_files=(EXAMPLES / "fullstack.yml",))
+        interfaces = px.nodes(node).lxc(FULLSTACK).interfaces.get()
+        staging_ip = next(i["inet"].split("/")[0] for i in interfaces if i.get("name") != "lo" and i.get("inet"))
+        ssh(staging_ip, key, CANARY)
+        steps["staging_hostkey"] = ssh(staging_ip, key, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout
+        steps["parent_not_template"] = run_playbook(
+            env, "provision.yml", {**common, "ctforge_vmid": 7260, "ctforge_parent_vmid": FULLSTACK,
+                                   "ctforge_template_name": "child", "ctforge_stacks": []})
+        steps["finalize"] = run_playbook(env, "finalize.yml", {**common, "ctforge_vmid": FULLSTACK})
+        assert steps["finalize"].rc == 0, steps["finalize"].output[-4000:]
+        steps["finalize_again"] = run_playbook(env, "finalize.yml", {**common, "ctforge_vmid": FULLSTACK})
+        ip = clone_and_start(px, node, FULLSTACK, PROBE)
+        probe = {}
+        for name, command in {
+            "node": "node --version",
+            "claude": "su - kobozo -c 'claude --version'",
+            "psql": "su - postgres -c \"psql -tAc 'select 1'\"",
+            "redis": "redis-cli ping",
+            "facts": "ls /etc/ansible/facts.d/",
+            "leaks": f"for h in /root /home/kobozo; do for f in {LEAKS}; do [ -e $h/$f ] && echo $h/$f; done; "
+                     "grep -l _authToken $h/.npmrc 2>/dev/null; grep -l canary $h/.ssh/authorized_keys "
+                     "2>/dev/null; done; true",
+            "hostkey": "cat /etc/ssh/ssh_host_ed25519_key.pub",
+        }.items():
+            probe[name] = ssh(ip, key, command, check=False)
+        steps["probe"] = probe
+        destroy(px, node, PROBE)
+        yield steps
+    finally:
+        for vmid in (PROBE, 7298, 7260, FULLSTACK, NODEJS, BASE):
+            if any(g["vmid"] == vmid for g in px.cluster.resources.get(type="vm")):
+                destroy(px, node, vmid)
+
+
+def test_chain_builds_each_template_with_build_yml(chain):
+    px, node = chain["px"], chain["node"]
+    for vmid in (BASE, NODEJS, FULLSTACK):
+        assert int(px.nodes(node).lxc(vmid).config.get().get("template", 0)) == 1
+
+
+def test_fullstack_clone_runs_every_stack(chain):
+    probe = chain["probe"]
+    assert probe["node"].returncode == 0 and probe["node"].stdout.startswith("v"), probe["node"]
+    assert probe["claude"].returncode == 0 and "Claude Code" in probe["claude"].stdout, probe["claude"]
+    assert probe["psql"].stdout.strip() == "1", probe["psql"]
+    assert probe["redis"].stdout.strip() == "PONG", probe["redis"]
+
+
+def test_fullstack_clone_records_all_four_effective_stacks(chain):
+    facts = set(chain["probe"]["facts"].stdout.split())
+    assert {f"ctforge_{s}.fact" for s in ("nodejs", "claude_cli", "postgresql", "redis")} <= facts
+
+
+def test_leak_canary_is_gone_from_the_clone(chain):
+    assert chain["probe"]["leaks"].stdout.strip() == ""
+
+
+def test_clone_has_new_host_keys(chain):
+    assert chain["probe"]["hostkey"].stdout.strip()
+    assert chain["probe"]["hostkey"].stdout != chain["staging_hostkey"]
+
+
+def test_provision_again_changes_nothing(chain):
+    run = chain["provision_again"]
+    assert run.rc == 0, run.output[-4000:]
+    assert run.changed and set(run.changed.values()) == {0}, run.changed
+
+
+def test_finalize_on_a_template_changes_nothing(chain):
+    run = chain["finalize_again"]
+    assert run.rc == 0, run.output[-4000:]
+    assert set(run.changed.values()) == {0}, run.changed
+
+
+def _guests(chain) -> set[int]:
+    return {g["vmid"] for g in chain["px"].cluster.resources.get(type="vm")}
+
+
+def test_parent_that_is_not_a_template_is_refused(chain):
+    run = chain["parent_not_template"]
+    assert run.rc != 0
+    assert f"Parent {FULLSTACK} ('fullstack') is not a template" in run.output
+    assert 7260 not in _guests(chain)
+
+
+@pytest.mark.parametrize(("extra", "drop", "message"), [
+    ({"ctforge_stacks": ["nosuchstack"]}, (), "nosuchstack"),
+    ({}, ("PROXMOX_TOKEN_SECRET",), "Proxmox credentials are missing"),
+    ({"ctforge_vmid": BASE, "ctforge_template_name": "other"}, (),
+     f"VMID {BASE} is taken by template 'base'"),
+    ({"ctforge_storage": "nosuchstore"}, (), "Storage 'nosuchstore' does not exist"),
+])
+def test_bad_input_fails_before_touching_proxmox(chain, extra, drop, message):
+    before = _guests(chain)
+    request = {**chain["common"], "ctforge_vmid": 7270, "ctforge_template_name": "bad",
+               "ctforge_base_ct_template": "debian-12-standard", "ctforge_stacks": [], **extra}
+    run = run_playbook(chain["env"], "provision.yml", request, env_drop=drop)
+    assert run.rc != 0
+    assert message in run.output, run.output[-3000:]
+    assert _guests(chain) == before
+
+
+def test_storage_that_cannot_hold_templates_is_refused(chain):
+    storages = chain["px"].nodes(chain["node"]).storage.get()
+    thick = [s for s in storages if s["type"] in ("lvm", "iscsi", "iscsidirect", "pbs")]
+    if not thick:
+        pytest.skip("this minipve offers no thick-LVM/iSCSI/PBS storage to refuse")
+    store = thick[0]
+    run = run_playbook(chain["env"], "provision.yml", {
+        **chain["common"], "ctforge_vmid": 7271, "ctforge_template_name": "bad",
+        "ctforge_base_ct_template": "debian-12-standard", "ctforge_storage": store["storage"]})
+    assert run.rc != 0
+    assert f"is of type {store['type']}, which cannot hold templates" in run.output
+
+
+def test_destroy_refuses_a_template_with_linked_clones(chain):
+    run = run_playbook(chain["env"], "destroy.yml", {"ctforge_vmid": BASE})
+    assert run.rc != 0
+    assert "in use by linked clones" in run.output
+    assert BASE in _guests(chain)
