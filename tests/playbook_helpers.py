@@ -50,9 +50,10 @@ def ssh(ip: str, key: Path, command: str, *, check: bool = True) -> subprocess.C
 def api(pve_env: dict):
     from proxmoxer import ProxmoxAPI
 
-    return ProxmoxAPI(pve_env["PROXMOX_HOST"], port=int(pve_env["PROXMOX_PORT"]), user=pve_env["PROXMOX_USER"],
-                      token_name=pve_env["PROXMOX_TOKEN_ID"], token_value=pve_env["PROXMOX_TOKEN_SECRET"],
-                      verify_ssl=False)
+    return ProxmoxAPI(
+        pve_env["PROXMOX_HOST"], port=int(pve_env["PROXMOX_PORT"]), user=pve_env["PROXMOX_USER"],
+        token_name=pve_env["PROXMOX_TOKEN_ID"], token_value=pve_env["PROXMOX_TOKEN_SECRET"], verify_ssl=False,
+    )
 
 
 def wait_task(px, node: str, upid: str) -> None:

@@ -54,7 +54,8 @@ def chain(minipve, tmp_path_factory):
         steps["provision_again"] = run_playbook(env, "provision.yml", fullstack,
                                                 extra_files=(EXAMPLES / "fullstack.yml",))
         interfaces = px.nodes(node).lxc(FULLSTACK).interfaces.get()
-        staging_ip = next(i["inet"].split("/")[0] for i in interfaces if i.get("name") != "lo" and i.get("inet"))
+        staging_ip = next(i["inet"].split("/")[0] for i in interfaces
+                          if i.get("name") != "lo" and i.get("inet"))
         ssh(staging_ip, key, CANARY)
         steps["staging_hostkey"] = ssh(staging_ip, key, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout
         steps["parent_not_template"] = run_playbook(
@@ -71,7 +72,8 @@ def chain(minipve, tmp_path_factory):
             "psql": "su - postgres -c \"psql -tAc 'select 1'\"",
             "redis": "redis-cli ping",
             "facts": "ls /etc/ansible/facts.d/",
-            "leaks": f"for h in /root /home/kobozo; do for f in {LEAKS}; do [ -e $h/$f ] && echo $h/$f; done; "
+            "leaks": f"for h in /root /home/kobozo; do for f in {LEAKS}; do [ -e $h/$f ] && echo $h/$f; "
+                     "done; "
                      "grep -l _authToken $h/.npmrc 2>/dev/null; grep -l canary $h/.ssh/authorized_keys "
                      "2>/dev/null; done; true",
             "hostkey": "cat /etc/ssh/ssh_host_ed25519_key.pub",
