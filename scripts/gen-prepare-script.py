@@ -44,6 +44,8 @@ AGENT_UNIT=${{AGENT_UNIT:-{defaults["prepare_template_agent_unit"]}}}
 AGENT_ENV_FILE=${{AGENT_ENV_FILE:-{defaults["prepare_template_agent_env_file"]}}}
 WORKSPACE_DIR=${{WORKSPACE_DIR:-{defaults["prepare_template_workspace_dir"]}}}
 KEEP_KEYS_FILE=${{KEEP_KEYS_FILE:-}}
+KEEP_KEYS=""  # read now: the file may sit in a directory this script empties
+if [ -n "$KEEP_KEYS_FILE" ]; then KEEP_KEYS=$(cat -- "$KEEP_KEYS_FILE"); fi
 HOSTKEY_UNIT={shlex.quote(unit)}
 NPMRC_TOKEN_RE={shlex.quote(data["_prepare_template_npmrc_token_regexp"])}
 
@@ -86,13 +88,17 @@ if command -v cloud-init >/dev/null; then cloud-init clean --logs --seed; fi
 # homes: histories, credentials, caches, npm tokens, git identities, stray authorized keys
 for home in $(homes); do
   for rel in {_words(home_remove)}; do rm -rf -- "${{home:?}}/$rel"; done
-  if [ -f "$home/.npmrc" ]; then sed -i -E "/$NPMRC_TOKEN_RE/d" "$home/.npmrc"; fi
-  if [ -f "$home/.gitconfig" ] && command -v git >/dev/null; then
-    git config --file "$home/.gitconfig" --remove-section user 2>/dev/null || true
+  if [ -f "$home/.npmrc" ]; then sed -i -E "\\#$NPMRC_TOKEN_RE#d" "$home/.npmrc"; fi
+  gc=$home/.gitconfig
+  if [ -f "$gc" ]; then
+    awk '/^[[:space:]]*\\[/ {{ skip = ($0 ~ /^[[:space:]]*\\[user\\]/) }} !skip' "$gc" > "$gc.new"
+    cat "$gc.new" > "$gc" && rm -f "$gc.new"
   fi
   if [ "$home" != /root ]; then rm -f -- "$home/.ssh/authorized_keys"; fi
 done
-if [ -n "$KEEP_KEYS_FILE" ]; then install -m 0600 "$KEEP_KEYS_FILE" /root/.ssh/authorized_keys
+if [ -n "$KEEP_KEYS" ]; then
+  install -d -m 0700 /root/.ssh
+  printf '%s\n' "$KEEP_KEYS" > /root/.ssh/authorized_keys && chmod 0600 /root/.ssh/authorized_keys
 else rm -f /root/.ssh/authorized_keys; fi
 
 # refuse while anything remains

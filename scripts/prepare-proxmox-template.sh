@@ -8,6 +8,8 @@ AGENT_UNIT=${AGENT_UNIT:-vibe-anywhere-agent}
 AGENT_ENV_FILE=${AGENT_ENV_FILE:-/etc/vibe-anywhere-agent.env}
 WORKSPACE_DIR=${WORKSPACE_DIR:-/workspace}
 KEEP_KEYS_FILE=${KEEP_KEYS_FILE:-}
+KEEP_KEYS=""  # read now: the file may sit in a directory this script empties
+if [ -n "$KEEP_KEYS_FILE" ]; then KEEP_KEYS=$(cat -- "$KEEP_KEYS_FILE"); fi
 HOSTKEY_UNIT=ctforge-ssh-hostkeys
 NPMRC_TOKEN_RE='^\s*(//[^=]*:)?_(authToken|auth|password)\s*='
 
@@ -62,13 +64,18 @@ if command -v cloud-init >/dev/null; then cloud-init clean --logs --seed; fi
 # homes: histories, credentials, caches, npm tokens, git identities, stray authorized keys
 for home in $(homes); do
   for rel in .bash_history .zsh_history .python_history .node_repl_history .psql_history .rediscli_history .lesshst .viminfo .wget-hsts .mysql_history .claude .claude.json .git-credentials .config/gh .pgpass .docker/config.json .cache/pip .cache/uv .npm/_cacache .npm/_logs .cache/yarn .yarn/cache .local/share/pnpm/store .cache/go-build .cargo/registry .ssh/known_hosts; do rm -rf -- "${home:?}/$rel"; done
-  if [ -f "$home/.npmrc" ]; then sed -i -E "/$NPMRC_TOKEN_RE/d" "$home/.npmrc"; fi
-  if [ -f "$home/.gitconfig" ] && command -v git >/dev/null; then
-    git config --file "$home/.gitconfig" --remove-section user 2>/dev/null || true
+  if [ -f "$home/.npmrc" ]; then sed -i -E "\#$NPMRC_TOKEN_RE#d" "$home/.npmrc"; fi
+  gc=$home/.gitconfig
+  if [ -f "$gc" ]; then
+    awk '/^[[:space:]]*\[/ { skip = ($0 ~ /^[[:space:]]*\[user\]/) } !skip' "$gc" > "$gc.new"
+    cat "$gc.new" > "$gc" && rm -f "$gc.new"
   fi
   if [ "$home" != /root ]; then rm -f -- "$home/.ssh/authorized_keys"; fi
 done
-if [ -n "$KEEP_KEYS_FILE" ]; then install -m 0600 "$KEEP_KEYS_FILE" /root/.ssh/authorized_keys
+if [ -n "$KEEP_KEYS" ]; then
+  install -d -m 0700 /root/.ssh
+  printf '%s
+' "$KEEP_KEYS" > /root/.ssh/authorized_keys && chmod 0600 /root/.ssh/authorized_keys
 else rm -f /root/.ssh/authorized_keys; fi
 
 # refuse while anything remains
