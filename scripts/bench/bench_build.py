@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Benchmark the lifecycle playbooks on minipve.
+
+1. Build fullstack from the nodejs template, and again from the base appliance (every stack from
+   scratch); print the time ratio. Goal <= 0.5.
+2. Time from the clone request to SSH answering for a staging clone of a template. Goal <= 3 s.
+
+Starts its own minipve (port, subnet and bridge of its own) unless --env-file names a running one's
+client.env. Everything it makes is destroyed at the end.
+Usage: .venv/bin/python scripts/bench/bench_build.py [--env-file /var/lib/minipve/client.env] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from playbook_helpers import api, clone_and_start, destroy, run_playbook  # noqa: E402
+
+EXAMPLES = REPO / "examples"
+BASE, NODEJS, CHILD, SCRATCH, PROBE = 8150, 8200, 8250, 8260, 8290
+
+
+def read_env(path: Path) -> dict:
+    env = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            env[key.strip()] = value.strip().strip("'\"")
+    return env
+
+
+def timed_build(env: dict, extra: dict, example: str) -> float:
+    start = time.monotonic()
+    run = run_playbook(env, "build.yml", extra, extra_files=(EXAMPLES / example,))
+    elapsed = time.monotonic() - start
+    if run.rc != 0:
+        raise SystemExit(f"build of {extra['ctforge_vmid']} failed:\n{run.output[-4000:]}")
+    return elapsed
+
+
+def bench(env: dict, runs: int) -> None:
+    px = api(env)
+    node = env["PROXMOX_NODE"]
+    with tempfile.TemporaryDirectory() as keydir:
+        key = Path(keydir) / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        common = {"ctforge_ssh_private_key_file": str(key), "ctforge_node": node, "ctforge_smoke_vmid": 8299}
+        try:
+            t_base = timed_build(env, {**common, "ctforge_vmid": BASE}, "base.yml")
+            t_nodejs = timed_build(env, {**common, "ctforge_vmid": NODEJS, "ctforge_parent_vmid": BASE},
+                                   "nodejs.yml")
+            t_child = timed_build(env, {**common, "ctforge_vmid": CHILD, "ctforge_parent_vmid": NODEJS},
+                                  "fullstack.yml")
+            t_scratch = timed_build(env, {
+                **common, "ctforge_vmid": SCRATCH, "ctforge_template_name": "fullstack-scratch",
+                "ctforge_parent_vmid": None, "ctforge_base_ct_template": "debian-12-standard",
+                "ctforge_inherited_stacks": [],
+                "ctforge_stacks": ["nodejs", "claude_cli", "postgresql", "redis"],
+            }, "fullstack.yml")
+            ready = []
+            for _ in range(runs):
+                start = time.monotonic()
+                clone_and_start(px, node, BASE, PROBE)
+                ready.append(time.monotonic() - start)
+                destroy(px, node, PROBE)
+        finally:
+            for vmid in (PROBE, 8299, SCRATCH, CHILD, NODEJS, BASE):
+                with contextlib.suppress(Exception):
+                    if any(g["vmid"] == vmid for g in px.cluster.resources.get(type="vm")):
+                        destroy(px, node, vmid)
+    print(f"base from appliance:            {t_base:7.1f} s")
+    print(f"nodejs from base:               {t_nodejs:7.1f} s")
+    print(f"fullstack from nodejs template: {t_child:7.1f} s")
+    print(f"fullstack from the appliance:   {t_scratch:7.1f} s")
+    print(f"ratio child / scratch:          {t_child / t_scratch:7.2f}   (goal <= 0.5)")
+    print(f"clone request -> SSH ready:     {statistics.median(ready):7.2f} s median of {runs} "
+          f"(min {min(ready):.2f}, max {max(ready):.2f})   (goal <= 3 s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env-file", type=Path, help="client.env of a running minipve")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if args.env_file:
+        bench(read_env(args.env_file), args.runs)
+        return
+    from minipve.launcher import MiniPVE
+
+    state_dir = Path(tempfile.mkdtemp(prefix="ctforge-bench-minipve-"))
+    with MiniPVE(state_dir=state_dir, port=18207, subnet="10.235.0.0/24", bridge="mpvebench0") as pve:
+        bench(pve.env, args.runs)
+
+
+if __name__ == "__main__":
+    main()
