@@ -14,9 +14,9 @@ description:
     waiting for a timeout as the community.proxmox modules do; C(WARNINGS) count as success.
   - Used only for what the community.proxmox modules lack (failure detection, raw reads).
 options:
-  api_host: {description: Proxmox VE API host (env PROXMOX_HOST)., type: str, required: true}
+  api_host: {description: Proxmox VE API host (env PROXMOX_HOST)., type: str}
   api_port: {description: API port (env PROXMOX_PORT)., type: int, default: 8006}
-  api_user: {description: User with realm (env PROXMOX_USER)., type: str, required: true}
+  api_user: {description: User with realm (env PROXMOX_USER)., type: str}
   api_token_id: {description: Token id (env PROXMOX_TOKEN_ID)., type: str}
   api_token_secret: {description: Token secret (env PROXMOX_TOKEN_SECRET)., type: str}
   api_password: {description: Password, used when no token is given (env PROXMOX_PASSWORD)., type: str}
@@ -165,9 +165,10 @@ def poll(client: PveClient, path: str, until: str, timeout: int, interval: float
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "api_host": {"type": "str", "required": True, "fallback": (env_fallback, ["PROXMOX_HOST"])},
+            # not `required`: module_defaults or the environment supply them; checked below with a clear message
+            "api_host": {"type": "str", "fallback": (env_fallback, ["PROXMOX_HOST"])},
             "api_port": {"type": "int", "default": 8006, "fallback": (env_fallback, ["PROXMOX_PORT"])},
-            "api_user": {"type": "str", "required": True, "fallback": (env_fallback, ["PROXMOX_USER"])},
+            "api_user": {"type": "str", "fallback": (env_fallback, ["PROXMOX_USER"])},
             "api_token_id": {"type": "str", "fallback": (env_fallback, ["PROXMOX_TOKEN_ID"])},
             "api_token_secret": {"type": "str", "no_log": True,
                                  "fallback": (env_fallback, ["PROXMOX_TOKEN_SECRET"])},
@@ -187,6 +188,8 @@ def main() -> None:
     if not HAS_REQUESTS:
         module.fail_json(msg="pve_api needs the Python package requests on the controller")
     p = module.params
+    if not p["api_host"] or not p["api_user"]:
+        module.fail_json(msg="No Proxmox API endpoint: set PROXMOX_HOST and PROXMOX_USER (or api_host, api_user)")
     client = PveClient(module)
     if p["until"]:
         if p["method"] != "GET":
