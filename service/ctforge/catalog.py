@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from ctforge import messages
 from ctforge.yamlfile import load_yaml
@@ -42,11 +43,13 @@ class CatalogError(Exception):
 
 
 class StackFileError(CatalogError):
-    """A stack file that is not a valid entry: its path, the field and the reason."""
+    """A stack file that is not a valid entry: its path, and each wrong field with the reason."""
 
-    def __init__(self, path: Path, field: str, reason: str) -> None:
-        self.path, self.field, self.reason = path, field, reason
-        super().__init__(messages.STACK_FILE_INVALID.format(path=path, field=field, reason=reason))
+    def __init__(self, path: Path, problems: list[tuple[str, str]]) -> None:
+        self.path, self.problems = path, problems
+        self.field, self.reason = problems[0]
+        text = "; ".join(messages.STACK_FIELD_PROBLEM.format(field=f, reason=r) for f, r in problems)
+        super().__init__(messages.STACK_FILE_INVALID.format(path=path, problems=text))
 
 
 class UnknownStackError(CatalogError):
@@ -117,25 +120,33 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return name or "-"
 
 
+def _reason(error: ErrorDetails) -> str:
+    if error["type"] == "missing":
+        return messages.STACK_FIELD_MISSING
+    if error["type"] == "extra_forbidden":
+        return messages.STACK_FIELD_UNKNOWN.format(fields=", ".join(Stack.model_fields))
+    return error["msg"].removeprefix("Value error, ")
+
+
 def load_stack(path: Path) -> Stack:
     """One stack file, validated; a StackFileError names the path, the field and the reason."""
     try:
         data = load_yaml(path)
     except OSError as exc:
-        raise StackFileError(path, "-", messages.STACK_FILE_UNREADABLE.format(error=exc.strerror)) from None
+        reason = messages.STACK_FILE_UNREADABLE.format(error=exc.strerror)
+        raise StackFileError(path, [("-", reason)]) from None
     except yaml.YAMLError as exc:
-        raise StackFileError(path, "-", messages.STACK_FILE_NOT_YAML.format(error=_one_line(exc))) from None
+        reason = messages.STACK_FILE_NOT_YAML.format(error=_one_line(exc))
+        raise StackFileError(path, [("-", reason)]) from None
     if not isinstance(data, dict):
-        raise StackFileError(path, "-", messages.STACK_FILE_NOT_MAPPING.format(kind=type(data).__name__))
+        reason = messages.STACK_FILE_NOT_MAPPING.format(kind=type(data).__name__)
+        raise StackFileError(path, [("-", reason)])
     try:
         stack = Stack.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = _field_name(first["loc"])
-        reason = first["msg"].removeprefix("Value error, ")
-        raise StackFileError(path, field, reason) from None
+        raise StackFileError(path, [(_field_name(e["loc"]), _reason(e)) for e in exc.errors()]) from None
     if stack.id != path.stem:
-        raise StackFileError(path, "id", messages.STACK_ID_NOT_FILE_NAME.format(stem=path.stem))
+        raise StackFileError(path, [("id", messages.STACK_ID_NOT_FILE_NAME.format(stem=path.stem))])
     return stack
 
 

@@ -3,15 +3,18 @@
 Each is a `str.format` template; the names of its fields say what fills them.
 """
 
-# A stack file that cannot be read as a catalog entry: path, the field ("-" for the file as a
-# whole) and why.
-STACK_FILE_INVALID = "{path}: field {field!r}: {reason}"
+# A stack file that cannot be read as a catalog entry: its path, then each field ("-" for the file
+# as a whole) and why, joined with "; ".
+STACK_FILE_INVALID = "{path}: {problems}"
+STACK_FIELD_PROBLEM = "field {field!r}: {reason}"
 STACK_FILE_UNREADABLE = "cannot read the file ({error})"
 STACK_FILE_NOT_YAML = "not valid YAML: {error}"
 STACK_FILE_NOT_MAPPING = "must be a YAML mapping of fields, not {kind}"
 STACK_FILE_DUPLICATE_KEY = "the key {key!r} appears twice (line {line})"
 STACK_ID_NOT_FILE_NAME = "must equal the file name {stem!r} (stacks/<id>.yml)"
 STACK_ROLE_NOT_ID = "must equal the stack id {stack_id!r} (a stack is installed by the role of its name)"
+STACK_FIELD_MISSING = "is required but missing"
+STACK_FIELD_UNKNOWN = "is not a stack field (the fields are: {fields})"
 STACK_LIST_DUPLICATE = "lists {item!r} more than once"
 
 # The catalog as a whole.
