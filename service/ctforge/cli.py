@@ -1,0 +1,163 @@
+"""The `ctforge` command line. Errors print as one line on stderr and exit with status 2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ctforge import messages
+from ctforge.catalog import DEFAULT_CATALOG_DIR, DEFAULT_ROLES_DIR, Catalog, CatalogError, load_catalog
+from ctforge.rolespecs import RoleSpecError, check_role, role_dirs
+
+EXIT_ERROR = 2
+
+app = typer.Typer(
+    help="Build Proxmox VE LXC templates from layered tech stacks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stacks_app = typer.Typer(help="The tech stack catalog (stacks/<id>.yml).", no_args_is_help=True)
+app.add_typer(stacks_app, name="stacks")
+
+CatalogDir = Annotated[
+    Path,
+    typer.Option(
+        "--catalog", envvar="CTFORGE_CATALOG_DIR", help="Directory of stack files.", show_default=True
+    ),
+]
+RolesDir = Annotated[
+    Path, typer.Option("--roles", envvar="CTFORGE_ROLES_DIR", help="Directory of roles.", show_default=True)
+]
+
+console = Console(highlight=False)
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(messages.CLI_ERROR.format(message=message), err=True)
+    return typer.Exit(EXIT_ERROR)
+
+
+@contextmanager
+def catalog_errors() -> Iterator[None]:
+    """Turn a catalog error into its one-line message and exit status 2, never a traceback."""
+    try:
+        yield
+    except (CatalogError, RoleSpecError) as exc:
+        raise fail(str(exc)) from None
+
+
+def _join(items: list[str]) -> str:
+    return ", ".join(items) or "-"
+
+
+@stacks_app.command("list")
+def list_stacks(catalog_dir: CatalogDir = DEFAULT_CATALOG_DIR) -> None:
+    """Show every stack of the catalog."""
+    with catalog_errors():
+        catalog = load_catalog(catalog_dir)
+    table = Table(title=f"{len(catalog)} tech stacks", title_justify="left")
+    table.add_column("", no_wrap=True)
+    table.add_column("id", style="bold", no_wrap=True)
+    table.add_column("name")
+    table.add_column("requires")
+    table.add_column("tags")
+    table.add_column("verify")
+    for stack in catalog:
+        table.add_row(
+            escape(stack.icon),
+            escape(stack.id),
+            escape(stack.name),
+            escape(_join(stack.requires)),
+            escape(_join(stack.tags)),
+            escape(stack.verify),
+        )
+    console.print(table)
+
+
+def _required_by(catalog: Catalog, stack_id: str) -> list[str]:
+    return [s.id for s in catalog if stack_id in s.requires]
+
+
+@stacks_app.command("show")
+def show_stack(
+    stack_id: Annotated[str, typer.Argument(metavar="ID")], catalog_dir: CatalogDir = DEFAULT_CATALOG_DIR
+) -> None:
+    """Show one stack: every field, and what installing it takes."""
+    with catalog_errors():
+        catalog = load_catalog(catalog_dir)
+        stack = catalog.get(stack_id)
+        install_order = catalog.resolve([stack_id])
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    rows = {
+        "id": stack.id,
+        "name": stack.name,
+        "icon": stack.icon,
+        "description": stack.description,
+        "tags": _join(stack.tags),
+        "role": stack.role,
+        "requires": _join(stack.requires),
+        "install order": " → ".join(install_order),
+        "required by": _join(_required_by(catalog, stack.id)),
+        "verify": stack.verify,
+    }
+    for key, value in rows.items():
+        grid.add_row(key, escape(value))
+    console.print(grid)
+
+
+@stacks_app.command("resolve")
+def resolve_stacks(
+    stack_ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="Stacks to install, in your order.")
+    ],
+    inherited: Annotated[
+        list[str] | None,
+        typer.Option("--inherited", "-i", metavar="ID", help="A stack the parent template has (repeatable)."),
+    ] = None,
+    catalog_dir: CatalogDir = DEFAULT_CATALOG_DIR,
+) -> None:
+    """Print the stacks in install order, one per line: requirements first, none twice."""
+    with catalog_errors():
+        order = load_catalog(catalog_dir).effective(inherited or [], stack_ids)
+    for stack_id in order:
+        typer.echo(stack_id)
+
+
+@stacks_app.command("check")
+def check(catalog_dir: CatalogDir = DEFAULT_CATALOG_DIR, roles_dir: RolesDir = DEFAULT_ROLES_DIR) -> None:
+    """Validate the catalog, that each entry's role exists, and each role's defaults against its specs."""
+    problems: list[str] = []
+    try:
+        catalog = load_catalog(catalog_dir)
+        typer.echo(f"ok: the catalog at {catalog_dir} ({len(catalog)} stacks)")
+        catalog.check_roles(roles_dir)
+        typer.echo(f"ok: every stack names a role under {roles_dir}")
+    except CatalogError as exc:
+        problems.append(str(exc))
+    roles = role_dirs(roles_dir)
+    spec_problems: list[str] = []
+    for role_dir in roles:
+        try:
+            report = check_role(role_dir)
+        except RoleSpecError as exc:
+            spec_problems.append(str(exc))
+            continue
+        if not report.ok:
+            spec_problems.append(report.message())
+    problems += spec_problems
+    if not spec_problems:
+        typer.echo(f"ok: defaults and argument specs agree in all {len(roles)} roles")
+    for problem in problems:
+        typer.echo(messages.CLI_ERROR.format(message=problem), err=True)
+    if problems:
+        raise typer.Exit(EXIT_ERROR)
