@@ -49,14 +49,6 @@ def _stack(cat, stack_id: str):
     return cat[stack_id]
 
 
-def _known(cat, stack_id: str, errors) -> bool:
-    try:
-        cat.resolve([stack_id])
-    except errors:
-        return False
-    return True
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -77,7 +69,7 @@ def main() -> None:
         cat = ctcatalog.load_catalog(p["catalog_dir"]) if p["catalog_dir"] else ctcatalog.load_catalog()
         unknown = []
         if p["ignore_unknown"]:
-            unknown = [s for s in p["own"] + p["inherited"] if not _known(cat, s, ctcatalog.UnknownStackError)]
+            unknown = [s for s in p["own"] + p["inherited"] if s not in cat]
             p["own"] = [s for s in p["own"] if s not in unknown]
             p["inherited"] = [s for s in p["inherited"] if s not in unknown]
         effective = [_ident(s) for s in cat.effective(p["inherited"], p["own"])]
