@@ -37,8 +37,6 @@ RolesDir = Annotated[
     Path, typer.Option("--roles", envvar="CTFORGE_ROLES_DIR", help="Directory of roles.", show_default=True)
 ]
 
-console = Console(highlight=False)
-
 
 def fail(message: str) -> typer.Exit:
     typer.echo(messages.CLI_ERROR.format(message=message), err=True)
@@ -79,7 +77,7 @@ def list_stacks(catalog_dir: CatalogDir = DEFAULT_CATALOG_DIR) -> None:
             escape(_join(stack.tags)),
             escape(stack.verify),
         )
-    console.print(table)
+    Console(highlight=False).print(table)
 
 
 def _required_by(catalog: Catalog, stack_id: str) -> list[str]:
@@ -112,7 +110,7 @@ def show_stack(
     }
     for key, value in rows.items():
         grid.add_row(key, escape(value))
-    console.print(grid)
+    Console(highlight=False).print(grid)
 
 
 @stacks_app.command("resolve")
