@@ -220,11 +220,15 @@ class Catalog:
         """A template's stacks: its parent's (inherited) then its own, resolved; none twice."""
         return self.resolve([*inherited, *own])
 
-    def check_roles(self, roles_dir: Path = DEFAULT_ROLES_DIR) -> None:
-        """Raise MissingRoleError naming every entry whose role has no tasks/main.yml in roles_dir."""
+    def check_roles(
+        self, roles_dir: Path = DEFAULT_ROLES_DIR, stack_ids: Iterable[str] | None = None
+    ) -> None:
+        """Raise MissingRoleError naming every entry (of `stack_ids`, default all) whose role has no
+        tasks/main.yml in roles_dir."""
+        stacks = list(self) if stack_ids is None else [self.get(i) for i in stack_ids]
         missing = [
             (stack.id, stack.role, roles_dir / stack.role / "tasks" / "main.yml")
-            for stack in self
+            for stack in stacks
             if not (roles_dir / stack.role / "tasks" / "main.yml").is_file()
         ]
         if missing:
