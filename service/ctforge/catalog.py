@@ -220,17 +220,20 @@ class Catalog:
         """A template's stacks: its parent's (inherited) then its own, resolved; none twice."""
         return self.resolve([*inherited, *own])
 
+    def missing_roles(
+        self, roles_dir: Path = DEFAULT_ROLES_DIR, stack_ids: Iterable[str] | None = None
+    ) -> list[tuple[str, str, Path]]:
+        """(stack id, role, the missing tasks/main.yml) for each entry of `stack_ids` (default: all)
+        whose role does not exist in roles_dir."""
+        stacks = list(self) if stack_ids is None else [self.get(i) for i in stack_ids]
+        entry_points = [(s, roles_dir / s.role / "tasks" / "main.yml") for s in stacks]
+        return [(s.id, s.role, path) for s, path in entry_points if not path.is_file()]
+
     def check_roles(
         self, roles_dir: Path = DEFAULT_ROLES_DIR, stack_ids: Iterable[str] | None = None
     ) -> None:
-        """Raise MissingRoleError naming every entry (of `stack_ids`, default all) whose role has no
-        tasks/main.yml in roles_dir."""
-        stacks = list(self) if stack_ids is None else [self.get(i) for i in stack_ids]
-        missing = [
-            (stack.id, stack.role, roles_dir / stack.role / "tasks" / "main.yml")
-            for stack in stacks
-            if not (roles_dir / stack.role / "tasks" / "main.yml").is_file()
-        ]
+        """Raise MissingRoleError naming every entry whose role is missing (see missing_roles)."""
+        missing = self.missing_roles(roles_dir, stack_ids)
         if missing:
             raise MissingRoleError(missing)
 
