@@ -189,6 +189,19 @@ def test_a_file_that_is_no_mapping_is_refused(tmp_path: Path, text: str, reason_
     assert "\n" not in str(error)
 
 
+def test_a_yaml_suffix_is_refused_not_ignored(tmp_path: Path) -> None:
+    write_stack(tmp_path, "tool")
+    stray = tmp_path / "other.yaml"
+    stray.write_text("id: other\n")
+    error = _load_error(tmp_path)
+    assert (error.path, error.reason) == (stray, messages.STACK_FILE_SUFFIX.format(name="other.yml"))
+
+
+def test_resolve_refuses_a_bare_string(catalog: Catalog) -> None:
+    with pytest.raises(TypeError, match="list of stack ids"):
+        catalog.resolve("nodejs")  # type: ignore[arg-type]
+
+
 # --- the catalog as a whole ---------------------------------------------------------------------
 
 

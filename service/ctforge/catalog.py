@@ -201,6 +201,8 @@ class Catalog:
         the caller's order holds wherever the dependencies allow; a list already resolved comes
         back unchanged.
         """
+        if isinstance(stack_ids, str):
+            raise TypeError(f"resolve() takes a list of stack ids, not the string {stack_ids!r}")
         order: list[str] = []
         placed: set[str] = set()
 
@@ -276,6 +278,8 @@ def load_catalog(path: Path | str | None = None) -> Catalog:
     directory = Path(path) if path is not None else DEFAULT_CATALOG_DIR
     if not directory.is_dir():
         raise CatalogError(messages.CATALOG_MISSING.format(path=directory))
+    for stray in sorted(directory.glob("*.yaml")):
+        raise StackFileError(stray, [("-", messages.STACK_FILE_SUFFIX.format(name=f"{stray.stem}.yml"))])
     files = sorted(directory.glob("*.yml"))
     if not files:
         raise CatalogError(messages.CATALOG_EMPTY.format(path=directory))

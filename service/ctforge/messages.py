@@ -7,6 +7,7 @@ Each is a `str.format` template; the names of its fields say what fills them.
 # as a whole) and why, joined with "; ".
 STACK_FILE_INVALID = "{path}: {problems}"
 STACK_FIELD_PROBLEM = "field {field!r}: {reason}"
+STACK_FILE_SUFFIX = "stack files end in .yml: rename it to {name!r}"
 STACK_FILE_UNREADABLE = "cannot read the file ({error})"
 STACK_FILE_NOT_YAML = "not valid YAML: {error}"
 STACK_FILE_NOT_MAPPING = "must be a YAML mapping of fields, not {kind}"
