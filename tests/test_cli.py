@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,11 @@ def test_check_names_a_missing_role_and_a_spec_mismatch(small_catalog: Path, tmp
 def test_no_arguments_shows_help() -> None:
     result = runner.invoke(app, ["stacks"])
     assert "list" in result.output and "resolve" in result.output
+
+
+def test_the_installed_console_script_runs() -> None:
+    script = Path(sys.executable).parent / "ctforge"
+    proc = subprocess.run(
+        [script, "stacks", "resolve", "claude_cli"], capture_output=True, text=True, check=False
+    )
+    assert (proc.returncode, proc.stdout.split()) == (0, ["nodejs", "claude_cli"]), proc.stderr
