@@ -62,11 +62,6 @@ def test_ruff_check_rejects_a_planted_fault(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "F401" in proc.stdout, output(proc)
 
 
-def test_ruff_format() -> None:
-    proc = run(BIN / "ruff", "format", "--check", "--no-cache", *PYTHON_DIRS)
-    assert proc.returncode == 0, output(proc)
-
-
 # --- yamllint -----------------------------------------------------------------------------------
 
 
