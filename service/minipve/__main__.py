@@ -1,0 +1,3 @@
+from minipve.cli import app
+
+app(prog_name="minipve")

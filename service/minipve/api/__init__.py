@@ -1,0 +1,1 @@
+"""The Proxmox VE API half of minipve: HTTP, auth, routing and the endpoints."""
