@@ -63,8 +63,7 @@ def _standard(major: int, suite: str, version: str) -> ApplianceRecipe:
 
 
 RECIPES: dict[str, ApplianceRecipe] = {
-    r.appliance.package: r
-    for r in (_standard(12, "bookworm", "12.12-1"), _standard(13, "trixie", "13.1-2"))
+    r.appliance.package: r for r in (_standard(12, "bookworm", "12.12-1"), _standard(13, "trixie", "13.1-2"))
 }
 
 
@@ -146,7 +145,13 @@ def _install_standard(rootfs: Path, log: Log) -> None:
         run(["chroot", rootfs, "apt-get", "update", "-q"], env=env)
         run(
             [
-                "chroot", rootfs, "apt-get", "install", "-y", "-q", "--no-install-recommends",
+                "chroot",
+                rootfs,
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
                 *STANDARD_PACKAGES,
             ],
             env=env,

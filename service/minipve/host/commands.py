@@ -46,7 +46,9 @@ def run(
                 log(line)
     if check and proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise HostError(f"command '{' '.join(argv[:4])}' failed: exit code {proc.returncode}\n{tail}".rstrip())
+        raise HostError(
+            f"command '{' '.join(argv[:4])}' failed: exit code {proc.returncode}\n{tail}".rstrip()
+        )
     return proc
 
 
