@@ -16,8 +16,16 @@ from minipve.host import HostConfig
 SUBNET = ipaddress.IPv4Network(os.environ.get("CTFORGE_TEST_HOST_SUBNET", "10.233.0.0/24"))
 BRIDGE = os.environ.get("CTFORGE_TEST_HOST_BRIDGE", "mpvehost0")
 SSH_OPTS = [
-    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-    "-o", "ConnectTimeout=2", "-o", "LogLevel=ERROR",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=2",
+    "-o",
+    "LogLevel=ERROR",
 ]
 
 
@@ -43,7 +51,10 @@ def ssh_key(tmp: Path) -> Path:
 def ssh(ip: str, key: Path, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ssh", *SSH_OPTS, "-i", key, f"root@{ip}", command],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

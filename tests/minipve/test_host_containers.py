@@ -58,7 +58,10 @@ def test_new_ct_gets_dhcp_address_ssh_and_apt(world) -> None:
     vol = host.create_volume(200, world["tarball"], LOG.append)
     assert vol == "subvol-200-disk-0"
     host.prepare_new_ct(
-        vol, hostname="first", root_password="not-logged-pw", ssh_public_keys=key.with_suffix(".pub").read_text()
+        vol,
+        hostname="first",
+        root_password="not-logged-pw",
+        ssh_public_keys=key.with_suffix(".pub").read_text(),
     )
     assert host.interfaces(200) is None
     host.start(CTSpec(vmid=200, hostname="first", volume=vol, net0=net0(200)), LOG.append)
@@ -81,8 +84,10 @@ def test_new_ct_gets_dhcp_address_ssh_and_apt(world) -> None:
     proxy = host.apt_proxy_url()
     assert proxy == "http://10.233.0.1:3142"
     via_proxy = ssh(
-        ip, key, f"apt-get -o Acquire::http::Proxy={proxy} update -q && apt-get -o Acquire::http::Proxy={proxy}"
-        " install -y -q --reinstall hello"
+        ip,
+        key,
+        f"apt-get -o Acquire::http::Proxy={proxy} update -q && apt-get -o Acquire::http::Proxy={proxy}"
+        " install -y -q --reinstall hello",
     )
     assert via_proxy.returncode == 0, via_proxy.stderr[-800:]
     assert all("not-logged-pw" not in line for line in LOG)
@@ -114,11 +119,14 @@ def test_linked_clone_with_static_ip_leaves_base_untouched(world) -> None:
     assert vol == "basevol-200-disk-0/subvol-201-disk-0"
     host.after_clone(vol)
     host.start(
-        CTSpec(vmid=201, hostname="clone", volume=vol, net0=net0(201, "10.233.0.51/24", "10.233.0.1")), LOG.append
+        CTSpec(vmid=201, hostname="clone", volume=vol, net0=net0(201, "10.233.0.51/24", "10.233.0.1")),
+        LOG.append,
     )
     assert wait_ipv4(host, 201) == "10.233.0.51"
     wait_ssh("10.233.0.51", key)
-    out = ssh("10.233.0.51", key, "echo clone > /etc/clone-only; rm /usr/bin/hello; ip -4 addr show eth0").stdout
+    out = ssh(
+        "10.233.0.51", key, "echo clone > /etc/clone-only; rm /usr/bin/hello; ip -4 addr show eth0"
+    ).stdout
     assert "brd 10.233.0.255" in out
     assert not (base_layer / "etc/clone-only").exists()
     assert (base_layer / "usr/bin/hello").exists()
@@ -189,7 +197,9 @@ def test_reset_leaves_the_host_as_it_was(world) -> None:
     host.reset()
     assert not state_dir.exists()
     assert not Path(f"/sys/class/net/{host.config.bridge}").exists()
-    tables = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    tables = subprocess.run(
+        ["nft", "-j", "list", "tables"], capture_output=True, text=True, check=True
+    ).stdout
     names = [t["table"]["name"] for t in json.loads(tables)["nftables"] if "table" in t]
     assert nft_table(host.config) not in names
     assert str(state_dir) not in Path("/proc/self/mounts").read_text()
