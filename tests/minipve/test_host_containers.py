@@ -118,6 +118,11 @@ def test_linked_clone_with_static_ip_leaves_base_untouched(world) -> None:
     vol = host.linked_clone(base, 201)
     assert vol == "basevol-200-disk-0/subvol-201-disk-0"
     host.after_clone(vol)
+    upper_etc = host.volumes.layer(vol) / "etc"
+    assert (upper_etc / "machine-id").read_text() == ""
+    assert (base_layer / "etc/machine-id").read_text().strip()  # the booted base keeps its own
+    assert upper_etc.stat().st_mode == (base_layer / "etc").stat().st_mode
+    assert not os.path.ismount(host.volumes.rootfs(vol))
     host.start(
         CTSpec(vmid=201, hostname="clone", volume=vol, net0=net0(201, "10.233.0.51/24", "10.233.0.1")),
         LOG.append,

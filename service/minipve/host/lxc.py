@@ -18,7 +18,7 @@ from minipve.host import Appliance, CTSpec, HostConfig, HostError, Log, Problem,
 from minipve.host import appliances as _appliances
 from minipve.host.commands import run, write_file
 from minipve.host.doctor import check as _check
-from minipve.host.guest import apply_on_start, prepare_new, truncate_machine_id
+from minipve.host.guest import apply_on_start, prepare_new
 from minipve.host.interfaces import read_interfaces
 from minipve.host.network import Network
 from minipve.host.volumes import Volumes
@@ -88,8 +88,7 @@ class LxcHost:
 
     def after_clone(self, volume: str) -> None:
         self._refuse_base(volume)
-        with self.volumes.opened(volume) as rootfs:
-            truncate_machine_id(rootfs)
+        self.volumes.write_offline(volume, "etc/machine-id", "", 0o444)
 
     def make_base(self, volume: str, vmid: int) -> str:
         if self._state(vmid) == "RUNNING":

@@ -24,6 +24,15 @@ _PART = re.compile(r"^(subvol|basevol)-(\d+)-disk-(\d+)$")
 META = "volume.json"
 
 
+def _no_symlink_parents(root: Path, relpath: str) -> Path:
+    parent = root
+    for part in Path(relpath).parent.parts:
+        parent = parent / part
+        if parent.is_symlink():
+            raise HostError(f"refusing to write /{relpath}: /{parent.relative_to(root)} is a symlink")
+    return root / relpath
+
+
 def _parse(volume: str) -> tuple[str, int, str]:
     """(kind prefix, owner vmid, last part) of a volume name; HostError when malformed."""
     parts = volume.split("/")
@@ -218,6 +227,31 @@ class Volumes:
             run(["umount", target])
         with contextlib.suppress(OSError):
             target.rmdir()
+
+    def write_offline(self, volume: str, relpath: str, text: str, mode: int) -> None:
+        """Write one file into a volume without mounting it (mount and umount cost a filesystem sync).
+
+        For an unmounted overlay this is an offline change of its upper layer, which overlayfs
+        allows: missing parent directories are created with the owner and mode of the lower ones.
+        """
+        if self.meta(volume)["kind"] == "dir" or os.path.ismount(self.rootfs(volume)):
+            write_file(_no_symlink_parents(self.rootfs(volume), relpath), text, mode)
+            return
+        upper = self.layer(volume)
+        lowers = [self.layer(name) for name in self.meta(volume)["lower"]]
+        parent = Path(relpath).parent
+        for depth in range(1, len(parent.parts) + 1):
+            part = Path(*parent.parts[:depth])
+            if (upper / part).is_dir():
+                continue
+            source = next((low / part for low in lowers if (low / part).is_dir()), None)
+            if source is None or (upper / part).is_symlink():
+                raise HostError(f"cannot write /{relpath} in volume '{volume}': /{part} is not a directory")
+            st = source.lstat()
+            (upper / part).mkdir(mode=st.st_mode & 0o7777)
+            os.chown(upper / part, st.st_uid, st.st_gid)
+            os.chmod(upper / part, st.st_mode & 0o7777)
+        write_file(upper / relpath, text, mode)
 
     @contextlib.contextmanager
     def opened(self, volume: str) -> Iterator[Path]:
