@@ -74,6 +74,8 @@ def test_new_ct_gets_dhcp_address_ssh_and_apt(world) -> None:
     assert {"ip-address-type": "inet", "ip-address": ip, "prefix": 24} in eth0["ip-addresses"]
     assert ifaces["lo"]["inet"] == "127.0.0.1/8"
     wait_ssh(ip, key)
+    limit = ssh(ip, key, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.strip()
+    assert limit == str(512 << 20)  # CTSpec's default memory, 512 MiB
     out = ssh(ip, key, "hostname; cat /etc/resolv.conf; test -s /etc/machine-id && echo mid-ok").stdout
     assert out.splitlines()[0] == "first"
     assert "nameserver 10.233.0.1" in out and "mid-ok" in out

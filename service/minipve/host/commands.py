@@ -88,9 +88,11 @@ def pid_alive(pid_file: Path) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return None
-    except PermissionError:
-        return pid
+    if "\nState:\tZ" in status:  # exited, not yet reaped: reap it if it is our child
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return None
     return pid
