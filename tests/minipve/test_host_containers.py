@@ -196,6 +196,30 @@ def test_restarted_host_finds_running_ct_and_its_mount(world) -> None:
     assert not os.path.ismount(again.volumes.rootfs(leaf))
 
 
+SLOW_STOP_UNIT = """[Unit]
+Description=a service that takes a minute to stop
+[Service]
+ExecStart=/bin/sleep infinity
+ExecStop=/bin/sleep 60
+TimeoutStopSec=90
+"""
+
+
+def test_shutdown_times_out_unless_forced(world) -> None:
+    host, key = world["host"], world["key"]
+    host.start(CTSpec(vmid=203, hostname="leaf", volume=world["vols"][203], net0=net0(203)), LOG.append)
+    ip = wait_ipv4(host, 203)
+    wait_ssh(ip, key)
+    unit = f"cat > /etc/systemd/system/slowstop.service <<'EOF'\n{SLOW_STOP_UNIT}EOF\n"
+    assert ssh(ip, key, unit + "systemctl daemon-reload && systemctl start slowstop").returncode == 0
+    with pytest.raises(HostError, match="did not stop within 2 s"):
+        host.shutdown(203, 2, False, LOG.append)
+    assert host.runtime(203).running
+    host.shutdown(203, 2, True, LOG.append)
+    assert not host.runtime(203).running
+    assert not os.path.ismount(host.volumes.rootfs(world["vols"][203]))
+
+
 def test_reset_leaves_the_host_as_it_was(world) -> None:
     host = world["host"]
     host.start(CTSpec(vmid=203, hostname="leaf", volume=world["vols"][203], net0=net0(203)), LOG.append)
