@@ -67,7 +67,8 @@ class PveClient:
         self.module = module
         self.base = f"https://{p['api_host']}:{p['api_port']}/api2/json"
         self.session = requests.Session()
-        self.session.verify = p["validate_certs"]
+        # per request: a session-level verify=False loses to REQUESTS_CA_BUNDLE in requests
+        self.verify = p["validate_certs"]
         if not p["validate_certs"]:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         if p["api_token_id"] and p["api_token_secret"]:
@@ -88,9 +89,9 @@ class PveClient:
         url = self.base + path
         try:
             if method in ("GET", "DELETE"):
-                reply = self.session.request(method, url, params=data, timeout=60)
+                reply = self.session.request(method, url, params=data, timeout=60, verify=self.verify)
             else:
-                reply = self.session.request(method, url, data=data, timeout=60)
+                reply = self.session.request(method, url, data=data, timeout=60, verify=self.verify)
         except requests.RequestException as exc:
             self.module.fail_json(msg=f"{method} {path}: cannot reach Proxmox at {self.base}: {exc}")
         if reply.status_code >= 400:
