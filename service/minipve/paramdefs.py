@@ -215,7 +215,10 @@ SCHEMAS: dict[tuple[str, str], dict[str, Param]] = {
         "user-tag-access": s(format="property-string"),
         "webauthn": s(format="property-string"),
     },
+    ("GET", "/pools"): {"poolid": s(format="pve-poolid"), "type": s(enum=("qemu", "lxc", "storage"))},
+    ("GET", "/nodes/{node}/qemu"): {**NODE_ONLY, "full": b()},
     ("GET", "/nodes/{node}/lxc"): NODE_ONLY,
+    ("GET", "/nodes/{node}/lxc/{vmid}/snapshot"): CT_ONLY,
     ("POST", "/nodes/{node}/lxc"): CT_CREATE,
     ("GET", "/nodes/{node}/lxc/{vmid}"): CT_ONLY,
     ("DELETE", "/nodes/{node}/lxc/{vmid}"): {

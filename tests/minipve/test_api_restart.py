@@ -15,7 +15,7 @@ from minipve.launcher import MiniPVE
 pytestmark = pytest.mark.host
 
 PORT = int(os.environ.get("CTFORGE_TEST_PVE2_PORT", "18107"))
-SUBNET = os.environ.get("CTFORGE_TEST_PVE2_SUBNET", "10.234.0.0/24")
+SUBNET = os.environ.get("CTFORGE_TEST_PVE2_SUBNET", "10.237.0.0/24")
 BRIDGE = os.environ.get("CTFORGE_TEST_PVE2_BRIDGE", "mpveapi1")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from minipve.api.app import App, Request
 from minipve.api.ct import ct_summary
-from minipve.api.errors import NO_FREE_VMID, VM_EXISTS, ApiError, fail, param_error
+from minipve.api.errors import NO_FREE_VMID, VM_EXISTS, fail, param_error
 from minipve.params import format_property_string, parse_property_string
 
 PVE_VERSION = {"version": "9.1.1", "release": "9.1", "repoid": "minipve"}
@@ -230,5 +230,9 @@ def options_put(app: App, req: Request) -> Any:
     return None
 
 
-def raise_unsupported(message: str) -> ApiError:
-    return ApiError(501, message)
+def pools(app: App, req: Request) -> Any:
+    return []  # minipve keeps no pools: a CT's `pool` is accepted and not acted on
+
+
+def qemu_list(app: App, req: Request) -> Any:
+    return []  # minipve runs containers only

@@ -59,6 +59,13 @@ def ct_list(app: App, req: Request) -> Any:
     return out
 
 
+def snapshots(app: App, req: Request) -> Any:
+    """minipve takes no snapshots: only Proxmox's `current` entry."""
+    vmid = req.params["vmid"]
+    app.conf(vmid)
+    return [{"name": "current", "description": "You are here!", "running": 1 if app.running(vmid) else 0}]
+
+
 def ct_index(app: App, req: Request) -> Any:
     app.conf(req.params["vmid"])
     return [{"subdir": name} for name in CT_SUBDIRS]
@@ -81,12 +88,12 @@ def _own_volume(volume: str, vmid: int) -> bool:
     return bool(volume) and volume.rsplit("/", 1)[-1].startswith(f"subvol-{vmid}-")
 
 
-def remove_ct(app: App, vmid: int) -> None:
-    """Drop a CT whose creation failed: its own volume (if any) and its config."""
+def remove_ct(app: App, vmid: int, volume: str | None = None) -> None:
+    """Drop a CT whose creation failed: its own volume (the one given, else its config's) and its config."""
     conf = app.store.read(vmid)
     if conf is None:
         return
-    volume = volume_of(conf)
+    volume = volume_of(conf) if volume is None else volume
     if _own_volume(volume, vmid):
         with contextlib.suppress(FileNotFoundError):
             app.host.destroy_volume(volume)
@@ -117,13 +124,14 @@ def create(app: App, req: Request) -> Any:
             raise fail(CT_EXISTS.format(vmid=vmid, node=app.node))
         app.store.write(vmid, conf, exclusive=True)
     app.faults.born(vmid)
+    made: dict[str, str] = {}
 
     def body(ctx: TaskContext) -> None:
         source = app.host.config.storage_dir / "template" / "cache" / filename
         if not source.is_file():
             raise TaskFailed(f"volume '{p['ostemplate']}' does not exist")
         ctx.log(f"extracting archive '{source}'")
-        volume = app.host.create_volume(vmid, source, ctx.log)
+        volume = made["volume"] = app.host.create_volume(vmid, source, ctx.log)
         app.store.update(vmid, {"rootfs": f"local:{volume},size={size}"})
         app.host.prepare_new_ct(
             volume,
@@ -135,7 +143,7 @@ def create(app: App, req: Request) -> Any:
 
     def finish(error: str | None) -> None:
         if error is not None:
-            remove_ct(app, vmid)
+            remove_ct(app, vmid, made.get("volume", ""))  # never a volume this task did not make
             return
         app.store.update(vmid, {"lock": None})
         if p.get("start"):
@@ -214,14 +222,15 @@ def clone(app: App, req: Request) -> Any:
         app.store.write(newid, new, exclusive=True)
         app.store.update(vmid, {"lock": "disk"})
     app.faults.born(newid)
+    made: dict[str, str] = {}
 
     def body(ctx: TaskContext) -> None:
         ctx.log(f"create {'full' if full else 'linked'} clone of CT {vmid} as CT {newid}")
         try:
             if full:
-                volume = app.host.full_clone(source_volume, newid, ctx.log)
+                volume = made["volume"] = app.host.full_clone(source_volume, newid, ctx.log)
             else:
-                volume = app.host.linked_clone(source_volume, newid)
+                volume = made["volume"] = app.host.linked_clone(source_volume, newid)
             app.store.update(newid, {"rootfs": f"local:{volume},size={size_text}"})
             app.host.after_clone(volume)
         except Exception as exc:
@@ -233,7 +242,7 @@ def clone(app: App, req: Request) -> Any:
             if source is not None and source.get("lock") == "disk":
                 app.store.update(vmid, {"lock": None})
             if error is not None:
-                remove_ct(app, newid)
+                remove_ct(app, newid, made.get("volume", ""))
             else:
                 app.store.update(newid, {"lock": None})
 
