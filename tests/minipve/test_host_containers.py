@@ -175,8 +175,13 @@ def test_full_clone_is_independent(world) -> None:
     assert not (host.volumes.layer(world["vols"][201]) / "etc/full-only").exists()
     assert full not in host.linked_clones_of(world["vols"][200])
     assert host.volume_usage(full) > host.volume_usage(world["vols"][203])
+    host.start(CTSpec(vmid=204, hostname="full", volume=full, net0=net0(204)), LOG.append)
+    with pytest.raises(HostError, match="CT 204 is running"):
+        host.destroy_volume(full)
+    host.stop(204, LOG.append)
     host.destroy_volume(full)
     assert not host.volumes.path(full).exists()
+    assert not (host.lxcpath / "204").exists()
 
 
 def test_restarted_host_finds_running_ct_and_its_mount(world) -> None:

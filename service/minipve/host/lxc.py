@@ -99,7 +99,13 @@ class LxcHost:
         return self.volumes.linked_clones_of(volume)
 
     def destroy_volume(self, volume: str) -> None:
+        users = [vmid for vmid in self.running_vmids() if self._volume_of(vmid) == volume]
+        if users:
+            raise HostError(f"unable to destroy volume '{volume}' - CT {users[0]} is running")
         self.volumes.destroy(volume)
+        for ct_dir in self.lxcpath.glob("*/minipve.json"):  # the LXC config of a CT that is gone
+            if ct_dir.parent.name.isdigit() and self._volume_of(int(ct_dir.parent.name)) == volume:
+                shutil.rmtree(ct_dir.parent, ignore_errors=True)
 
     def volume_usage(self, volume: str) -> int:
         return self.volumes.usage(volume)
@@ -202,9 +208,16 @@ class LxcHost:
     def _state(self, vmid: int) -> str | None:
         return self._info(vmid).get("State")
 
+    def _volume_of(self, vmid: int) -> str | None:
+        """The volume CT `vmid` was last started from (recorded by start)."""
+        try:
+            return json.loads((self.lxcpath / str(vmid) / "minipve.json").read_text())["volume"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            return None
+
     def _after_stop(self, vmid: int) -> None:
-        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-            volume = json.loads((self.lxcpath / str(vmid) / "minipve.json").read_text())["volume"]
+        volume = self._volume_of(vmid)
+        if volume is not None:
             with contextlib.suppress(HostError):
                 self.volumes.unmount(volume)
         self._cpu_seen.pop(vmid, None)
@@ -214,10 +227,10 @@ class LxcHost:
         seen = self._disk_seen.get(vmid)
         if seen and time.monotonic() - seen[0] < 30:
             return seen[1]
-        usage = 0
-        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, HostError):
-            volume = json.loads((self.lxcpath / str(vmid) / "minipve.json").read_text())["volume"]
-            usage = self.volumes.usage(volume)
+        usage, volume = 0, self._volume_of(vmid)
+        if volume is not None:
+            with contextlib.suppress(HostError):
+                usage = self.volumes.usage(volume)
         self._disk_seen[vmid] = (time.monotonic(), usage)
         return usage
 
