@@ -56,7 +56,7 @@ class MiniPVE:
 
     @property
     def log_path(self) -> Path:
-        return self.state_dir.parent / f"{self.state_dir.name}.serve.log"
+        return self.state_dir / "serve.log"  # inside the state dir: `reset` leaves nothing behind
 
     @property
     def password(self) -> str:
