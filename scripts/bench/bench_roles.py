@@ -189,7 +189,9 @@ def read_env(path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-file", type=Path, help="client.env of a running minipve")
+    parser.add_argument("--stacks", default=",".join(STACKS), help="comma-separated ids (%(default)s)")
     args = parser.parse_args()
+    STACKS[:] = [s for s in args.stacks.split(",") if s]
     with tempfile.TemporaryDirectory(prefix="ctforge-bench-key-") as keydir:
         key = Path(keydir) / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
