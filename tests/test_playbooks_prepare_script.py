@@ -14,7 +14,9 @@ SCRIPT = REPO / "scripts" / "prepare-proxmox-template.sh"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("gen_prepare_script", REPO / "scripts" / "gen-prepare-script.py")
+    spec = importlib.util.spec_from_file_location(
+        "gen_prepare_script", REPO / "scripts" / "gen-prepare-script.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -27,9 +29,14 @@ def test_committed_script_is_the_render_of_the_role():
 def test_script_names_every_path_the_role_removes():
     data = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     text = SCRIPT.read_text()
-    for key in ("_prepare_template_home_histories", "_prepare_template_home_credentials",
-                "_prepare_template_home_caches", "_prepare_template_remove_paths",
-                "_prepare_template_empty_dirs", "_prepare_template_truncate"):
+    for key in (
+        "_prepare_template_home_histories",
+        "_prepare_template_home_credentials",
+        "_prepare_template_home_caches",
+        "_prepare_template_remove_paths",
+        "_prepare_template_empty_dirs",
+        "_prepare_template_truncate",
+    ):
         for path in data[key]:
             assert path in text, f"{path} ({key}) is missing from {SCRIPT.name}"
 
@@ -37,7 +44,14 @@ def test_script_names_every_path_the_role_removes():
 def test_role_covers_the_credentials_the_stacks_leave():
     data = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     creds = set(data["_prepare_template_home_credentials"])
-    assert {".claude", ".claude.json", ".git-credentials", ".config/gh", ".pgpass", ".docker/config.json"} <= creds
+    assert {
+        ".claude",
+        ".claude.json",
+        ".git-credentials",
+        ".config/gh",
+        ".pgpass",
+        ".docker/config.json",
+    } <= creds
     assert ".bash_history" in data["_prepare_template_home_histories"]
 
 
