@@ -71,7 +71,8 @@ def decide(role: Path, recorded: str | None = None, **extra) -> dict:
     facts = {"ctforge_demo": {"fingerprint": recorded}} if recorded else {}
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
            "ANSIBLE_ROLES_PATH": str(role.parent)}
-    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(role.parent.parent / "play.yml"),
+    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,",
+           str(role.parent.parent / "play.yml"),
            "-e", json.dumps({"demo_out": str(out), "ansible_local": facts, **extra,
                              "ansible_python_interpreter": sys.executable})]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
