@@ -39,5 +39,7 @@ def minipve() -> Iterator[object]:
     from minipve.launcher import MiniPVE
 
     state_dir = Path(tempfile.mkdtemp(prefix="ctforge-test-minipve-"))
-    with MiniPVE(state_dir=state_dir, port=TEST_PORT, subnet=TEST_SUBNET, bridge=TEST_BRIDGE) as pve:
+    # `isos` is the storage a real cluster's `local` usually is: appliances and ISOs, no CT volumes.
+    with MiniPVE(state_dir=state_dir, port=TEST_PORT, subnet=TEST_SUBNET, bridge=TEST_BRIDGE,
+                 storages={"isos": "iso,vztmpl"}) as pve:
         yield pve

@@ -14,6 +14,7 @@ import typer
 
 from minipve import config as cfg
 from minipve.host import HostConfig, HostError, Problem
+from minipve.storagecfg import load_storages
 
 app = typer.Typer(help="A one-node Proxmox VE API over real LXC containers.", no_args_is_help=True)
 
@@ -117,6 +118,7 @@ def serve(
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         creds = cfg.load_credentials(settings)
+        storages = load_storages(settings.state_dir, host.config.storage_dir)
     except (cfg.ConfigError, OSError) as exc:
         _die(str(exc))
     (settings.state_dir / SETTINGS_FILE).write_text(
@@ -137,7 +139,7 @@ def serve(
     stop = threading.Event()
     server = None
     try:
-        api = App(settings, host, Auth(creds, settings.state_dir))
+        api = App(settings, host, Auth(creds, settings.state_dir), storages)
         recover(api)
         if appliance:
             known = {a.package: a for a in host.appliances()}

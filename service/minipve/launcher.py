@@ -41,11 +41,13 @@ class MiniPVE:
         listen: str = "127.0.0.1",
         ready_timeout: float = READY_TIMEOUT,
         reset_on_exit: bool = True,
+        storages: dict[str, str] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.port, self.subnet, self.bridge, self.node, self.listen = port, subnet, bridge, node, listen
         self.ready_timeout = ready_timeout
         self.reset_on_exit = reset_on_exit
+        self.storages = storages or {}  # extra dir storages: name -> content ("iso,vztmpl")
         self.proc: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
 
@@ -111,6 +113,7 @@ class MiniPVE:
 
     def start(self) -> MiniPVE:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._write_storage_cfg()
         (self.state_dir / "client.env").unlink(missing_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -146,6 +149,20 @@ class MiniPVE:
             time.sleep(0.2)
         self.stop()
         raise MiniPVEError(f"minipve did not answer within {self.ready_timeout:.0f}s:\n{self._log_tail()}")
+
+    def _write_storage_cfg(self) -> None:
+        """The extra storages, as dirs under the state dir (so `reset` removes them too)."""
+        if not self.storages:
+            return
+        from minipve.host import HostConfig
+        from minipve.storagecfg import LOCAL, LOCAL_CONTENT, Storage, config_path, render
+
+        listed = [Storage(LOCAL, HostConfig(self.state_dir).storage_dir, LOCAL_CONTENT)]
+        for name, content in self.storages.items():
+            listed.append(Storage(name, self.state_dir / "storage" / name, frozenset(content.split(","))))
+        path = config_path(self.state_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(listed))
 
     def _log_tail(self, lines: int = 30) -> str:
         try:

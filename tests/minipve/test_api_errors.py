@@ -150,3 +150,25 @@ def test_fault_switch(api, node, existing, faults) -> None:
         assert entry["name"] == f"ct{vmid}"
     finally:
         destroy_ct(api, node, vmid)
+
+
+def test_storages_and_content_that_cannot_hold_a_ct(api, node, existing) -> None:
+    """`isos` (dir, iso+vztmpl; see tests/conftest.py) is listed like `local` but refuses CT volumes."""
+    listed = {s["storage"]: s for s in api.nodes(node).storage.get()}
+    assert set(listed) == {"local", "isos"}
+    assert listed["isos"]["type"] == "dir" and listed["isos"]["content"] == "iso,vztmpl"
+    assert [s["storage"] for s in api.nodes(node).storage.get(content="rootdir")] == ["local"]
+    assert {s["storage"] for s in api.nodes(node).storage.get(content="vztmpl")} == {"local", "isos"}
+    assert api.nodes(node).storage("isos").content.get() == []
+    storages = {r["storage"] for r in api.cluster.resources.get(type="storage")}
+    assert storages == {"local", "isos"}
+    refusal = {"storage": "storage 'isos' does not support container directories"}
+    vmid = int(api.cluster.nextid.get())
+    for where in ({"storage": "isos"}, {"rootfs": "isos:4"}):
+        err = error_of(lambda w=where: api.nodes(node).lxc.post(vmid=vmid, ostemplate=APPLIANCE_VOLID, **w))
+        assert (err.status_code, err.errors) == (400, refusal)
+    err = error_of(lambda: api.nodes(node).lxc(existing).clone.post(newid=vmid, full=1, storage="isos"))
+    assert (err.status_code, err.errors) == (400, refusal)
+    err = error_of(lambda: api.nodes(node).lxc.post(vmid=vmid, ostemplate=APPLIANCE_VOLID, storage="nowhere"))
+    assert (err.status_code, err.content) == (500, "storage 'nowhere' does not exist")
+    assert vmid not in {ct["vmid"] for ct in api.nodes(node).lxc.get()}  # nothing half-made

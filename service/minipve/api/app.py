@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minipve.api.auth import Auth
-from minipve.api.errors import CT_LOCKED, CT_MISSING, NO_SUCH_NODE, ApiError, fail
+from minipve.api.errors import CT_LOCKED, CT_MISSING, NO_SUCH_NODE, NO_SUCH_STORAGE, ApiError, fail
 from minipve.config import Settings
 from minipve.faults import Faults
 from minipve.host import Host
 from minipve.state import Conf, ConfigStore
+from minipve.storagecfg import Storage
 from minipve.tasks import TaskManager
 
 
@@ -28,10 +29,11 @@ class Request:
 
 
 class App:
-    def __init__(self, settings: Settings, host: Host, auth: Auth) -> None:
+    def __init__(self, settings: Settings, host: Host, auth: Auth, storages: dict[str, Storage]) -> None:
         self.settings = settings
         self.host = host
         self.auth = auth
+        self.storages = storages
         self.faults = Faults()
         self.store = ConfigStore(settings.state_dir, settings.node)
         self.tasks = TaskManager(settings.state_dir, settings.node, self.faults)
@@ -52,6 +54,12 @@ class App:
         node = params.get("node")
         if node is not None and node != self.node:
             raise fail(NO_SUCH_NODE.format(node=node))
+
+    def storage(self, name: str) -> Storage:
+        try:
+            return self.storages[name]
+        except KeyError:
+            raise fail(NO_SUCH_STORAGE.format(storage=name)) from None
 
     def conf(self, vmid: int) -> Conf:
         conf = self.store.read(vmid)

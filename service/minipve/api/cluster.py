@@ -94,20 +94,26 @@ def cluster_status(app: App, req: Request) -> Any:
     ]
 
 
-def _storage_resource(app: App) -> dict[str, Any]:
-    disk = shutil.disk_usage(app.settings.state_dir)
-    return {
-        "id": f"storage/{app.node}/local",
-        "type": "storage",
-        "storage": "local",
-        "node": app.node,
-        "status": "available",
-        "plugintype": "dir",
-        "content": "vztmpl,rootdir,images,iso,backup",
-        "shared": 0,
-        "disk": disk.used,
-        "maxdisk": disk.total,
-    }
+def _storage_resources(app: App) -> list[dict[str, Any]]:
+    out = []
+    for store in app.storages.values():
+        store.path.mkdir(parents=True, exist_ok=True)
+        disk = shutil.disk_usage(store.path)
+        out.append(
+            {
+                "id": f"storage/{app.node}/{store.name}",
+                "type": "storage",
+                "storage": store.name,
+                "node": app.node,
+                "status": "available",
+                "plugintype": "dir",
+                "content": store.content_text,
+                "shared": 0,
+                "disk": disk.used,
+                "maxdisk": disk.total,
+            }
+        )
+    return out
 
 
 def resources(app: App, req: Request) -> Any:
@@ -155,7 +161,7 @@ def resources(app: App, req: Request) -> Any:
     if kind in (None, "node"):
         out.append(_node_entry(app))
     if kind in (None, "storage"):
-        out.append(_storage_resource(app))
+        out += _storage_resources(app)
     return out
 
 

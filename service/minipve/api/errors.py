@@ -42,6 +42,8 @@ FULL_CLONE_RUNNING = "Cannot do full clones on a running container without snaps
 NO_FREE_VMID = "unable to get any free VMID in range [{lower}, {upper}]"
 VM_EXISTS = "VM {vmid} already exists"
 NO_SUCH_STORAGE = "storage '{storage}' does not exist"
+ROOTDIR_UNSUPPORTED = "storage '{storage}' does not support container directories"
+VZTMPL_UNSUPPORTED = "storage '{storage}' does not support templates"
 NO_SUCH_TEMPLATE = "no such template"
 NO_SUCH_NODE = (
     "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"

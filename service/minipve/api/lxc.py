@@ -17,7 +17,7 @@ from minipve.api.errors import (
     LINKED_NEEDS_TEMPLATE,
     LINKED_STORAGE,
     NO_SUCH_NODE,
-    NO_SUCH_STORAGE,
+    ROOTDIR_UNSUPPORTED,
     TEMPLATE_OF_TEMPLATE,
     TEMPLATE_RUNNING,
     fail,
@@ -100,19 +100,23 @@ def remove_ct(app: App, vmid: int, volume: str | None = None) -> None:
     app.store.remove(vmid)
 
 
+def _check_rootdir(app: App, storage: str) -> None:
+    """A CT's volume goes only where the storage's content includes rootdir."""
+    if "rootdir" not in app.storage(storage).content:
+        raise param_error("storage", ROOTDIR_UNSUPPORTED.format(storage=storage))
+
+
 def create(app: App, req: Request) -> Any:
     p = req.params
     vmid: int = p["vmid"]
-    storage = p.get("storage", "local")
-    if storage != "local":
-        raise fail(NO_SUCH_STORAGE.format(storage=storage))
     m = OSTEMPLATE_RE.fullmatch(p["ostemplate"])
     if not m:
         raise fail(f"unable to parse volume ID '{p['ostemplate']}'")
-    if m.group(1) != "local":
-        raise fail(NO_SUCH_STORAGE.format(storage=m.group(1)))
-    filename = m.group(2)
+    source = app.storage(m.group(1)).appliance_dir / m.group(2)
     size = rootfs_size(p.get("rootfs"))
+    # As Proxmox: the rootfs volume's storage, or the default `storage` when rootfs names none.
+    rootfs_volume = str(p.get("rootfs") or "").split(",")[0]
+    _check_rootdir(app, rootfs_volume.split(":")[0] if ":" in rootfs_volume else p.get("storage", "local"))
     conf: Conf = {"arch": "amd64", "hostname": f"CT{vmid}", "memory": 512, "swap": 512, "ostype": "debian"}
     conf.update(_config_values(app, p))
     conf.pop("template", None)
@@ -127,7 +131,6 @@ def create(app: App, req: Request) -> Any:
     made: dict[str, str] = {}
 
     def body(ctx: TaskContext) -> None:
-        source = app.host.config.storage_dir / "template" / "cache" / filename
         if not source.is_file():
             raise TaskFailed(f"volume '{p['ostemplate']}' does not exist")
         ctx.log(f"extracting archive '{source}'")
@@ -198,8 +201,8 @@ def clone(app: App, req: Request) -> Any:
             raise fail(LINKED_STORAGE)
         if not full and not is_template:
             raise fail(LINKED_NEEDS_TEMPLATE)
-        if storage is not None and storage != "local":
-            raise fail(NO_SUCH_STORAGE.format(storage=storage))
+        if storage is not None:
+            _check_rootdir(app, storage)
         if p.get("snapname"):
             raise fail(f"snapshot '{p['snapname']}' does not exist")
         if full and app.running(vmid):

@@ -1,4 +1,4 @@
-"""/nodes/{node}/storage (storage `local`, type dir) and /nodes/{node}/aplinfo."""
+"""/nodes/{node}/storage (the dir storages of etc/pve/storage.cfg) and /nodes/{node}/aplinfo."""
 
 from __future__ import annotations
 
@@ -10,29 +10,20 @@ from typing import Any
 
 from minipve.api.app import App, Request
 from minipve.api.ct import volume_of
-from minipve.api.errors import NO_SUCH_STORAGE, NO_SUCH_TEMPLATE, fail, param_error
+from minipve.api.errors import NO_SUCH_TEMPLATE, VZTMPL_UNSUPPORTED, fail, param_error
+from minipve.storagecfg import LOCAL, Storage
 from minipve.tasks import TaskContext
 
-CONTENT = "backup,images,iso,rootdir,snippets,vztmpl"
 FORMATS = {".tar.zst": "tzst", ".tar.gz": "tgz", ".tar.xz": "txz", ".tar.bz2": "tbz2", ".tar": "tar"}
 
 
-def _check_storage(name: str | None) -> None:
-    if name is not None and name != "local":
-        raise fail(NO_SUCH_STORAGE.format(storage=name))
-
-
-def _cache_dir(app: App) -> Path:
-    return app.host.config.storage_dir / "template" / "cache"
-
-
-def _status(app: App) -> dict[str, Any]:
-    app.host.config.storage_dir.mkdir(parents=True, exist_ok=True)
-    usage = shutil.disk_usage(app.host.config.storage_dir)
+def _status(store: Storage) -> dict[str, Any]:
+    store.path.mkdir(parents=True, exist_ok=True)
+    usage = shutil.disk_usage(store.path)
     return {
-        "storage": "local",
+        "storage": store.name,
         "type": "dir",
-        "content": CONTENT,
+        "content": store.content_text,
         "active": 1,
         "enabled": 1,
         "shared": 0,
@@ -45,22 +36,21 @@ def _status(app: App) -> dict[str, Any]:
 
 def storage_list(app: App, req: Request) -> Any:
     p = req.params
-    if p.get("storage") not in (None, "local"):
-        return []
     wanted = {c for c in re.split(r"[,;\s]+", p.get("content") or "") if c}
-    if wanted and not wanted <= set(CONTENT.split(",")):
-        return []
-    return [_status(app)]
+    return [
+        _status(store)
+        for store in app.storages.values()
+        if p.get("storage") in (None, store.name) and wanted <= store.content
+    ]
 
 
 def storage_status(app: App, req: Request) -> Any:
-    _check_storage(req.params["storage"])
-    return _status(app)
+    return _status(app.storage(req.params["storage"]))
 
 
-def _vztmpl(app: App) -> list[dict[str, Any]]:
+def _vztmpl(store: Storage) -> list[dict[str, Any]]:
     out = []
-    cache = _cache_dir(app)
+    cache = store.appliance_dir
     if cache.is_dir():
         for path in sorted(cache.iterdir()):
             fmt = next((f for suffix, f in FORMATS.items() if path.name.endswith(suffix)), None)
@@ -69,7 +59,7 @@ def _vztmpl(app: App) -> list[dict[str, Any]]:
             stat = path.stat()
             out.append(
                 {
-                    "volid": f"local:vztmpl/{path.name}",
+                    "volid": f"{store.name}:vztmpl/{path.name}",
                     "format": fmt,
                     "size": stat.st_size,
                     "ctime": int(stat.st_mtime),
@@ -100,12 +90,12 @@ def _rootdirs(app: App) -> list[dict[str, Any]]:
 
 def content_list(app: App, req: Request) -> Any:
     p = req.params
-    _check_storage(p["storage"])
+    store = app.storage(p["storage"])
     content = p.get("content")
     items: list[dict[str, Any]] = []
-    if content in (None, "vztmpl"):
-        items += _vztmpl(app)
-    if content in (None, "rootdir"):
+    if content in (None, "vztmpl") and "vztmpl" in store.content:
+        items += _vztmpl(store)
+    if content in (None, "rootdir") and store.name == LOCAL:
         items += _rootdirs(app)
     if p.get("vmid") is not None:
         items = [i for i in items if i.get("vmid") == p["vmid"]]
@@ -115,23 +105,23 @@ def content_list(app: App, req: Request) -> Any:
 def content_delete(app: App, req: Request) -> Any:
     p = req.params
     volume = p["volume"]
-    storage = p.get("storage")
+    store = app.storage(p["storage"])
     if ":" in volume:
         storage_of_volid, _, volume = volume.partition(":")
-        _check_storage(storage_of_volid)
-    _check_storage(storage)
+        store = app.storage(storage_of_volid)
+    volid = f"{store.name}:{volume}"
     m = re.fullmatch(r"vztmpl/([^/]+)", volume)
     if not m:
-        raise fail(f"minipve deletes only vztmpl volumes here; destroy the CT that owns 'local:{volume}'")
-    path = _cache_dir(app) / m.group(1)
+        raise fail(f"minipve deletes only vztmpl volumes here; destroy the CT that owns '{volid}'")
+    path = store.appliance_dir / m.group(1)
     if not path.is_file():
-        raise fail(f"volume 'local:{volume}' does not exist")
+        raise fail(f"volume '{volid}' does not exist")
 
     def body(ctx: TaskContext) -> None:
         path.unlink()
-        ctx.log(f"Removed volume 'local:{volume}'")
+        ctx.log(f"Removed volume '{volid}'")
 
-    return app.tasks.start("imgdel", f"local:{volume}", req.user, body)
+    return app.tasks.start("imgdel", volid, req.user, body)
 
 
 def aplinfo_list(app: App, req: Request) -> Any:
@@ -140,14 +130,19 @@ def aplinfo_list(app: App, req: Request) -> Any:
 
 def aplinfo_download(app: App, req: Request) -> Any:
     p = req.params
-    _check_storage(p["storage"])
+    store = app.storage(p["storage"])
     wanted = p["template"]
     appliance = next((a for a in app.host.appliances() if wanted in (a.template, a.package)), None)
     if appliance is None:
         raise param_error("template", NO_SUCH_TEMPLATE)
+    if "vztmpl" not in store.content:
+        raise fail(VZTMPL_UNSUPPORTED.format(storage=store.name))
 
     def body(ctx: TaskContext) -> None:
         path = app.host.build_appliance(appliance.package, ctx.log)
+        if store.name != LOCAL:
+            store.appliance_dir.mkdir(parents=True, exist_ok=True)
+            path = Path(shutil.copy2(path, store.appliance_dir / path.name))
         ctx.log(f"download of '{appliance.template}' to '{path}' finished")
 
     return app.tasks.start("download", appliance.template, req.user, body)
