@@ -119,6 +119,8 @@ def serve(
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         creds = cfg.load_credentials(settings)
         storages = load_storages(settings.state_dir, host.config.storage_dir)
+        for store in storages.values():  # once here, as Proxmox makes a dir storage's path
+            store.path.mkdir(parents=True, exist_ok=True)
     except (cfg.ConfigError, OSError) as exc:
         _die(str(exc))
     (settings.state_dir / SETTINGS_FILE).write_text(

@@ -17,6 +17,7 @@ one to see that refused. Other storage types (lvm, zfspool, ...) are not served;
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,10 @@ class Storage:
     @property
     def appliance_dir(self) -> Path:
         return self.path / "template" / "cache"
+
+    def usage(self):
+        """shutil.disk_usage of the storage's path: .total, .used and .free bytes."""
+        return shutil.disk_usage(self.path)
 
 
 def config_path(state_dir: Path) -> Path:

@@ -97,8 +97,7 @@ def cluster_status(app: App, req: Request) -> Any:
 def _storage_resources(app: App) -> list[dict[str, Any]]:
     out = []
     for store in app.storages.values():
-        store.path.mkdir(parents=True, exist_ok=True)
-        disk = shutil.disk_usage(store.path)
+        disk = store.usage()
         out.append(
             {
                 "id": f"storage/{app.node}/{store.name}",

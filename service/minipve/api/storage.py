@@ -18,8 +18,7 @@ FORMATS = {".tar.zst": "tzst", ".tar.gz": "tgz", ".tar.xz": "txz", ".tar.bz2": "
 
 
 def _status(store: Storage) -> dict[str, Any]:
-    store.path.mkdir(parents=True, exist_ok=True)
-    usage = shutil.disk_usage(store.path)
+    usage = store.usage()
     return {
         "storage": store.name,
         "type": "dir",
