@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -24,6 +25,27 @@ def _generator():
 
 def test_committed_script_is_the_render_of_the_role():
     assert SCRIPT.read_text() == _generator().render(), "run: python scripts/gen-prepare-script.py"
+
+
+def test_script_holds_what_the_role_runs_as_ansible_renders_it(tmp_path):
+    """The role sends prepare-template.sh.j2 and check.sh.j2 through Ansible's template lookup; both
+    renders appear verbatim in the script for use by hand."""
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+        "tasks": [{"ansible.builtin.copy": {
+            "dest": str(tmp_path / f"{name}.sh"),
+            "content": f"{{{{ lookup('ansible.builtin.template', '{ROLE / 'templates' / name}.sh.j2') }}}}"}}
+            for name in ("prepare-template", "check")],
+    }]))
+    subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                    "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    script = SCRIPT.read_text()
+    for name in ("prepare-template", "check"):
+        rendered = (tmp_path / f"{name}.sh").read_text()
+        assert rendered.count("\n") > 10 and rendered in script, f"{name}.sh.j2 as the role runs it is not in {SCRIPT.name}"
 
 
 def test_script_names_every_path_the_role_removes():
