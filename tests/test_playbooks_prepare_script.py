@@ -45,7 +45,8 @@ def test_script_holds_what_the_role_runs_as_ansible_renders_it(tmp_path):
     script = SCRIPT.read_text()
     for name in ("prepare-template", "check"):
         rendered = (tmp_path / f"{name}.sh").read_text()
-        assert rendered.count("\n") > 10 and rendered in script, f"{name}.sh.j2 as the role runs it is not in {SCRIPT.name}"
+        assert rendered.count("\n") > 10, rendered
+        assert rendered in script, f"{name}.sh.j2 as the role runs it is not in {SCRIPT.name}"
 
 
 def test_script_names_every_path_the_role_removes():

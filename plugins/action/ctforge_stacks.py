@@ -56,5 +56,6 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         _, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        result.update(resolve(params["own"], params["inherited"], params["catalog_dir"], params["ignore_unknown"]))
+        result.update(resolve(params["own"], params["inherited"], params["catalog_dir"],
+                              params["ignore_unknown"]))
         return result

@@ -30,9 +30,11 @@ ARGUMENT_SPEC = {
     "api_port": {"type": "int", "default": 8006, "fallback": (env_fallback, ["PROXMOX_PORT"])},
     "api_user": {"type": "str", "fallback": (env_fallback, ["PROXMOX_USER"])},
     "api_token_id": {"type": "str", "fallback": (env_fallback, ["PROXMOX_TOKEN_ID"])},
-    "api_token_secret": {"type": "str", "no_log": True, "fallback": (env_fallback, ["PROXMOX_TOKEN_SECRET"])},
+    "api_token_secret": {"type": "str", "no_log": True,
+                         "fallback": (env_fallback, ["PROXMOX_TOKEN_SECRET"])},
     "api_password": {"type": "str", "no_log": True, "fallback": (env_fallback, ["PROXMOX_PASSWORD"])},
-    "validate_certs": {"type": "bool", "default": True, "fallback": (env_fallback, ["PROXMOX_VALIDATE_CERTS"])},
+    "validate_certs": {"type": "bool", "default": True,
+                       "fallback": (env_fallback, ["PROXMOX_VALIDATE_CERTS"])},
     "method": {"type": "str", "default": "GET", "choices": ["GET", "POST", "PUT", "DELETE"]},
     "path": {"type": "str", "required": True},
     "data": {"type": "dict", "default": {}},
@@ -163,7 +165,8 @@ def request(p: dict) -> dict:
     if isinstance(data, str) and UPID_RE.match(data):
         result["upid"] = data
         if p["wait"]:
-            result["exitstatus"] = client.wait_task(data.split(":")[1], data, p["timeout"], p["poll_interval"])
+            node = data.split(":")[1]
+            result["exitstatus"] = client.wait_task(node, data, p["timeout"], p["poll_interval"])
     return result
 
 
@@ -175,7 +178,8 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         _, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         if self._task.check_mode and params["method"] != "GET":
-            return {**result, "skipped": True, "msg": f"check mode: {params['method']} {params['path']} not sent"}
+            skipped = f"check mode: {params['method']} {params['path']} not sent"
+            return {**result, "skipped": True, "msg": skipped}
         try:
             result.update(request(params))
         except PveError as exc:
