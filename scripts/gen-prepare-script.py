@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Render scripts/prepare-proxmox-template.sh from the prepare_template role.
 
-The role runs templates/prepare-template.sh.j2 and templates/check.sh.j2 on the staging CT; the script
-for use by hand (templates/prepare-proxmox-template.sh.j2) includes those same two templates, rendered
-with the role's defaults and vars, so the two cannot drift apart. tests/test_playbooks_prepare_script.py
-fails when the committed script differs from a fresh render.
+The role runs templates/prepare-template.sh.j2 and templates/check.sh.j2, each after common.sh.j2, on
+the staging CT; the script for use by hand (templates/prepare-proxmox-template.sh.j2) includes those
+same templates, rendered with the role's defaults and vars, so the two cannot drift apart.
+tests/test_playbooks_prepare_script.py fails when the committed script differs from a fresh render.
 Usage: python scripts/gen-prepare-script.py [--check]
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def render() -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), trim_blocks=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["quote"] = shlex.quote
-    env.filters["regex_replace"] = lambda value, pattern, repl: __import__("re").sub(pattern, repl, value)
+    env.filters["regex_replace"] = lambda value, pattern, repl: re.sub(pattern, repl, value)
     variables = {**yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()),
                  **yaml.safe_load((ROLE / "vars" / "main.yml").read_text())}
     return env.get_template("prepare-proxmox-template.sh.j2").render(variables) + "\n"

@@ -7,15 +7,14 @@
 set -euo pipefail
 if [ -n "${KEEP_KEYS_FILE:-}" ]; then KEEP_KEYS=$(cat -- "$KEEP_KEYS_FILE"); export KEEP_KEYS; fi  # read now: the file may sit in a directory this script empties
 
+KEEP_KEYS=${KEEP_KEYS:-}
+NPMRC_TOKEN_RE='^\s*(//[^=]*:)?_(authToken|auth|password)\s*='
+homes() { echo /root; getent passwd | awk -F: '$6 ~ /^\/home\// {print $6}' | sort -u; }
 set -euo pipefail
 AGENT_UNIT=${AGENT_UNIT:-vibe-anywhere-agent}
 AGENT_ENV_FILE=${AGENT_ENV_FILE:-/etc/vibe-anywhere-agent.env}
 WORKSPACE_DIR=${WORKSPACE_DIR:-/workspace}
 HOSTKEY_UNIT=${HOSTKEY_UNIT:-ctforge-ssh-hostkeys}
-KEEP_KEYS=${KEEP_KEYS:-}
-NPMRC_TOKEN_RE='^\s*(//[^=]*:)?_(authToken|auth|password)\s*='
-
-homes() { echo /root; getent passwd | awk -F: '$6 ~ /^\/home\// {print $6}' | sort -u; }
 
 # the agent service: stopped and disabled (each clone re-enables it), its env file removed
 if [ "$(systemctl show --property=LoadState --value "$AGENT_UNIT.service" 2>/dev/null)" = loaded ]; then
@@ -104,9 +103,7 @@ fi
 
 # refuse while anything remains
 found=$(
-KEEP_KEYS=${KEEP_KEYS:-}
-NPMRC_TOKEN_RE='^\s*(//[^=]*:)?_(authToken|auth|password)\s*='
-for home in /root $(getent passwd | awk -F: '$6 ~ /^\/home\// {print $6}' | sort -u); do
+for home in $(homes); do
   for rel in .bash_history .zsh_history .python_history .node_repl_history .psql_history .rediscli_history .lesshst .viminfo .wget-hsts .mysql_history .claude .claude.json .git-credentials .config/gh .pgpass .docker/config.json; do
     if [ -e "$home/$rel" ] || [ -L "$home/$rel" ]; then echo "$home/$rel"; fi
   done

@@ -37,12 +37,13 @@ def test_script_holds_what_the_role_runs_as_ansible_renders_it(tmp_path):
         "tasks": [{"ansible.builtin.copy": {
             "dest": str(tmp_path / f"{name}.sh"),
             "content": f"{{{{ lookup('ansible.builtin.template', '{ROLE / 'templates' / name}.sh.j2') }}}}"}}
-            for name in ("prepare-template", "check")],
+            for name in ("common", "prepare-template", "check")],
     }]))
     subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
                     "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
                    cwd=REPO, check=True, capture_output=True, timeout=300)
     script = SCRIPT.read_text()
+    assert (tmp_path / "common.sh").read_text() in script, f"common.sh.j2 is not in {SCRIPT.name}"
     for name in ("prepare-template", "check"):
         rendered = (tmp_path / f"{name}.sh").read_text()
         assert rendered.count("\n") > 10, rendered
