@@ -124,7 +124,7 @@ class ActionModule(ActionBase):
     def _shell(self, script: str) -> dict:
         """One plain shell call on the host (no module start), from /. The script goes on stdin, which
         also keeps the SSH connection from allocating a TTY (that would mix stderr in, with CRLF endings)."""
-        out = self._low_level_execute_command("/bin/sh -s", sudoable=True, in_data=f"cd /\n{script}\n")
+        out = self._low_level_execute_command("/bin/sh -s", sudoable=True, in_data=f"cd /\n{script}\n".encode())
         return {"rc": out.get("rc", 1), "stdout": out.get("stdout", ""), "stderr": out.get("stderr", "")}
 
 
