@@ -4,7 +4,8 @@
 1. Build fullstack from the nodejs template, and again from the base appliance (every stack from
    scratch); print the time ratio. Goal <= 0.5. An untimed fullstack build from the nodejs template
    goes first, so that both timed builds find minipve's apt cache warm for PostgreSQL and Redis:
-   otherwise the child alone would pay for fetching them from the Debian mirror.
+   the bench's minipve gets a cold cache of its own while another instance holds the shared one,
+   and the child alone would then pay for fetching them from the Debian mirror.
 2. Time from the clone request to SSH answering for a staging clone of a template. Goal <= 3 s.
 
 Starts its own minipve (port, subnet and bridge of its own) unless --env-file names a running one's
