@@ -100,7 +100,7 @@ class ActionModule(ActionBase):
             recorded = {}  # unreadable: rewritten below
         wanted = {"stack": stack, "version": str(version), **(args.get("fields") or {})}
         same = isinstance(recorded, dict) and all(recorded.get(k) == v for k, v in _plain(wanted).items())
-        result.update(changed=not same, version=str(version), fact=recorded if same else None)
+        result.update(changed=not same, version=str(version), fact=recorded)
         if same:
             return result
 
@@ -124,7 +124,8 @@ class ActionModule(ActionBase):
     def _shell(self, script: str) -> dict:
         """One plain shell call on the host (no module start), from /. The script goes on stdin, which
         also keeps the SSH connection from allocating a TTY (that would mix stderr in, with CRLF endings)."""
-        out = self._low_level_execute_command("/bin/sh -s", sudoable=True, in_data=f"cd /\n{script}\n".encode())
+        stdin = f"cd /\n{script}\n".encode()
+        out = self._low_level_execute_command("/bin/sh -s", sudoable=True, in_data=stdin)
         return {"rc": out.get("rc", 1), "stdout": out.get("stdout", ""), "stderr": out.get("stderr", "")}
 
 
