@@ -29,7 +29,10 @@ rm -fv -- "$AGENT_ENV_FILE"
 unit_file=/etc/systemd/system/$HOSTKEY_UNIT.service
 unit_text=$(cat <<'UNIT'
 # Installed by ctforge (prepare_template)
-# Proxmox does not regenerate SSH host keys on clone: a clone makes its own before sshd starts.
+# Proxmox does not regenerate SSH host keys on clone: a clone makes its own on first boot. The ed25519 and
+# ECDSA keys take milliseconds and come before sshd; RSA takes about a second of CPU and is made right after,
+# in a transient unit (%N-rsa), so that sshd answers that much sooner. sshd reads its host keys for each
+# connection, so it offers RSA from then on without a reload.
 [Unit]
 Description=Generate SSH host keys on the first boot of a clone
 ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
@@ -37,7 +40,9 @@ Before=ssh.service ssh.socket
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+ExecStart=/usr/bin/ssh-keygen -q -t ecdsa -N "" -f /etc/ssh/ssh_host_ecdsa_key
+ExecStartPost=/usr/bin/systemd-run --no-block --collect --quiet --unit=%N-rsa --description="Generate the remaining SSH host keys of a clone (RSA)" /usr/bin/ssh-keygen -A
 
 [Install]
 WantedBy=multi-user.target
@@ -50,6 +55,8 @@ fi
 if ! systemctl -q is-enabled "$HOSTKEY_UNIT.service" 2>/dev/null; then
   systemctl -q enable "$HOSTKEY_UNIT.service"; echo "enabled $HOSTKEY_UNIT"
 fi
+# a clone's RSA key may still be in the making (the unit's transient -rsa part): it would land after the rm
+systemctl stop "$HOSTKEY_UNIT-rsa.service" 2>/dev/null || true
 rm -fv /etc/ssh/ssh_host_*
 
 # machine-id emptied (not deleted, not 'uninitialized': systemd writes a new one on first boot)

@@ -58,6 +58,7 @@ def chain(minipve, tmp_path_factory):
                           if i.get("name") != "lo" and i.get("inet"))
         ssh(staging_ip, key, CANARY)
         steps["staging_hostkey"] = ssh(staging_ip, key, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout
+        steps["staging_rsa"] = ssh(staging_ip, key, "cat /etc/ssh/ssh_host_rsa_key.pub").stdout
         steps["parent_not_template"] = run_playbook(
             env, "provision.yml", {**common, "ctforge_vmid": 7260, "ctforge_parent_vmid": FULLSTACK,
                                    "ctforge_template_name": "child", "ctforge_stacks": []})
@@ -77,8 +78,13 @@ def chain(minipve, tmp_path_factory):
                      "grep -l _authToken $h/.npmrc 2>/dev/null; grep -l canary $h/.ssh/authorized_keys "
                      "2>/dev/null; done; true",
             "hostkey": "cat /etc/ssh/ssh_host_ed25519_key.pub",
+            # RSA comes after sshd, from the host key unit's transient -rsa unit
+            "rsa": "for _ in $(seq 150); do systemctl -q is-active ctforge-ssh-hostkeys-rsa || break; "
+                   "sleep 0.2; done; cat /etc/ssh/ssh_host_rsa_key.pub",
         }.items():
             probe[name] = ssh(ip, key, command, check=False)
+        probe["rsa_offered"] = subprocess.run(["ssh-keyscan", "-t", "rsa", ip], capture_output=True,
+                                              text=True, timeout=60)
         steps["probe"] = probe
         destroy(px, node, PROBE)
         yield steps
@@ -114,6 +120,13 @@ def test_leak_canary_is_gone_from_the_clone(chain):
 def test_clone_has_new_host_keys(chain):
     assert chain["probe"]["hostkey"].stdout.strip()
     assert chain["probe"]["hostkey"].stdout != chain["staging_hostkey"]
+
+
+def test_clone_makes_its_rsa_key_after_sshd_starts_and_sshd_offers_it(chain):
+    rsa = chain["probe"]["rsa"].stdout.split()
+    assert rsa and rsa[0] == "ssh-rsa", chain["probe"]["rsa"]
+    assert rsa[1] not in chain["staging_rsa"]
+    assert rsa[1] in chain["probe"]["rsa_offered"].stdout  # without a reload: sshd reads keys per connection
 
 
 def test_provision_again_changes_nothing(chain):
