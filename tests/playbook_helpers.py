@@ -40,6 +40,27 @@ def run_playbook(pve_env: dict, playbook: str, extra: dict, *, env_drop: tuple[s
     return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
 
 
+def local_play(tmp_path: Path, play: str, extra: dict,
+               *options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """ansible-playbook of `play` on localhost with the local connection, for the action plugins' tests.
+
+    The play writes what it registered to `result_file`, a var set here; it comes back parsed, or {} when the
+    play stopped before writing it.
+    """
+    import json
+    import sys
+
+    (tmp_path / "play.yml").write_text(play)
+    result = tmp_path / "result.json"
+    result.unlink(missing_ok=True)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_STDOUT_CALLBACK": "default"}
+    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "play.yml"),
+           "-e", json.dumps({"result_file": str(result), "ansible_python_interpreter": sys.executable,
+                             **extra}), *options]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    return proc, json.loads(result.read_text()) if result.exists() else {}
+
+
 def ssh(ip: str, key: Path, command: str, *, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",

@@ -7,14 +7,12 @@ the test's own; the roles' molecule scenarios and the chain tests run it on cont
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from playbook_helpers import local_play
 
 PLAY = """\
 - name: Record the demo stack's fact
@@ -35,7 +33,7 @@ PLAY = """\
     - name: Write the result where the test reads it
       ansible.builtin.copy:
         content: "{{ __fact | to_json }}"
-        dest: "{{ facts_dir }}/../result.json"
+        dest: "{{ result_file }}"
         mode: "0644"
       check_mode: false
 """
@@ -43,16 +41,8 @@ PLAY = """\
 
 def record(tmp_path: Path, *options: str, check: bool = False,
            **extra) -> tuple[subprocess.CompletedProcess, dict]:
-    (tmp_path / "play.yml").write_text(PLAY)
-    facts = tmp_path / "facts.d"
-    result = tmp_path / "result.json"
-    result.unlink(missing_ok=True)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_STDOUT_CALLBACK": "default"}
-    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "play.yml"),
-           "-e", json.dumps({"facts_dir": str(facts), "ansible_python_interpreter": sys.executable, **extra}),
-           *options, *(["--check"] if check else [])]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    return proc, json.loads(result.read_text()) if result.exists() else {}
+    extra = {"facts_dir": str(tmp_path / "facts.d"), **extra}
+    return local_play(tmp_path, PLAY, extra, *options, *(["--check"] if check else []))
 
 
 @pytest.fixture

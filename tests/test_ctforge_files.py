@@ -12,10 +12,10 @@ import json
 import os
 import pwd
 import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from playbook_helpers import local_play
+
 OWNER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
 
@@ -41,16 +41,7 @@ PLAY = """\
 
 
 def ensure(tmp_path: Path, check: bool = False, **extra) -> tuple[subprocess.CompletedProcess, dict]:
-    (tmp_path / "play.yml").write_text(PLAY)
-    result = tmp_path / "result.json"
-    result.unlink(missing_ok=True)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_STDOUT_CALLBACK": "default"}
-    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "play.yml"),
-           "-e", json.dumps({"result_file": str(result), "ansible_python_interpreter": sys.executable,
-                             **extra}),
-           *(["--check"] if check else [])]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    return proc, json.loads(result.read_text()) if result.exists() else {}
+    return local_play(tmp_path, PLAY, extra, *(["--check"] if check else []))
 
 
 def settings(path: Path, content: str = "port 6379\nrequirepass s3cret\n", mode: str = "0640") -> dict:

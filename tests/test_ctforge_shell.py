@@ -7,13 +7,10 @@ scenarios and the chain tests run it on containers over SSH.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from playbook_helpers import local_play
 
 PLAY = """\
 - name: Run the script
@@ -38,16 +35,9 @@ PLAY = """\
 
 
 def run(tmp_path: Path, *options: str, **extra) -> tuple[subprocess.CompletedProcess, dict]:
-    (tmp_path / "play.yml").write_text(PLAY)
-    result = tmp_path / "result.json"
-    result.unlink(missing_ok=True)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_STDOUT_CALLBACK": "default"}
-    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(tmp_path / "play.yml"),
-           "-e", json.dumps({"result_file": str(result), "ansible_python_interpreter": sys.executable,
-                             **extra}), *options]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert result.exists(), proc.stdout + proc.stderr
-    return proc, json.loads(result.read_text())
+    proc, result = local_play(tmp_path, PLAY, extra, *options)
+    assert result, proc.stdout + proc.stderr
+    return proc, result
 
 
 def test_answers_as_shell_does(tmp_path: Path) -> None:
