@@ -44,7 +44,7 @@ options:
 RETURN = r"""
 actions: {description: What was done (or would be, in check mode), one "verb unit" item each., type: list}
 status:
-  description: Each unit's state after the task, as `systemctl is-enabled` and `is-active` print it.
+  description: Each unit's is-enabled and is-active after the task (in check mode, as they are).
   type: dict
 """
 
