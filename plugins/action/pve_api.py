@@ -36,7 +36,8 @@ ARGUMENT_SPEC = {
     "validate_certs": {"type": "bool", "default": True,
                        "fallback": (env_fallback, ["PROXMOX_VALIDATE_CERTS"])},
     "method": {"type": "str", "default": "GET", "choices": ["GET", "POST", "PUT", "DELETE"]},
-    "path": {"type": "str", "required": True},
+    "path": {"type": "str"},
+    "follow": {"type": "str"},
     "data": {"type": "dict", "default": {}},
     "wait": {"type": "bool", "default": True},
     "timeout": {"type": "int", "default": 900},
@@ -156,6 +157,14 @@ def request(p: dict) -> dict:
     if not p["api_host"] or not p["api_user"]:
         raise PveError("No Proxmox API endpoint: set PROXMOX_HOST and PROXMOX_USER (or api_host, api_user)")
     client = PveClient(p)
+    if p["follow"]:
+        if not UPID_RE.match(p["follow"]):
+            raise PveError(f"follow: {p['follow']!r} is not a Proxmox task id (UPID:node:...)")
+        node = p["follow"].split(":")[1]
+        exitstatus = client.wait_task(node, p["follow"], p["timeout"], p["poll_interval"])
+        return {"changed": False, "upid": p["follow"], "exitstatus": exitstatus}
+    if not p["path"]:
+        raise PveError("pve_api needs path (a request) or follow (a task to wait for)")
     if p["until"]:
         if p["method"] != "GET":
             raise PveError("until works with method GET only")
@@ -177,7 +186,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         _, params = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        if self._task.check_mode and params["method"] != "GET":
+        if self._task.check_mode and params["method"] != "GET" and not params["follow"]:
             skipped = f"check mode: {params['method']} {params['path']} not sent"
             return {**result, "skipped": True, "msg": skipped}
         try:

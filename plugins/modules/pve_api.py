@@ -24,7 +24,15 @@ options:
   api_password: {description: Password, used when no token is given (env PROXMOX_PASSWORD)., type: str}
   validate_certs: {description: Verify the TLS certificate (env PROXMOX_VALIDATE_CERTS)., type: bool, default: true}
   method: {description: HTTP method., type: str, default: GET, choices: [GET, POST, PUT, DELETE]}
-  path: {description: Path under /api2/json, for example C(/nodes/pve1/lxc/200/clone)., type: str, required: true}
+  path:
+    description: Path under /api2/json, for example C(/nodes/pve1/lxc/200/clone). Required unless O(follow) is given.
+    type: str
+  follow:
+    description:
+      - A task id (UPID) to wait for instead of sending a request, for example the C(taskid) that a
+        community.proxmox module returns when its own wait ran out. Fails at once with the task's own
+        error when it failed. O(timeout) and O(poll_interval) apply.
+    type: str
   data: {description: Parameters (query string for GET and DELETE, form body otherwise)., type: dict, default: {}}
   wait: {description: Wait for the task when the reply is a UPID., type: bool, default: true}
   timeout: {description: Seconds to wait for the task., type: int, default: 900}
