@@ -4,8 +4,9 @@ Set through `/minipve/faults` (outside /api2/json). All of it is in memory and c
 - `endpoints`: {"POST /nodes/{node}/lxc/{vmid}/clone": "text"} makes that route answer 500 "text";
 - `tasks`: {"vzclone": "text"} makes the next task of that type fail with "text" (once);
 - `slow`: N makes every task wait N s before it does its work;
-- `name_late`: N leaves `name` out of /cluster/resources (status "unknown") for N s after a CT is
-  created or cloned, as a real cluster does until the next stats push.
+- `name_late`: for N s after a CT is created or cloned, its /cluster/resources entry holds only
+  `id`, `vmid`, `node`, `type`, `status: "unknown"` (and `lock`, `tags`): no `name`, `template`,
+  memory or disk figures, as on a real cluster until the node's next stats push (every 10 s).
 """
 
 from __future__ import annotations

@@ -144,7 +144,8 @@ def test_fault_switch(api, node, existing, faults) -> None:
     try:
         create_ct(api, node, vmid)
         entry = {r["vmid"]: r for r in api.cluster.resources.get(type="vm")}[vmid]
-        assert "name" not in entry and entry["status"] == "unknown"
+        # what a real cluster knows of a guest before its first stats push
+        assert entry == {"id": f"lxc/{vmid}", "vmid": vmid, "node": node, "type": "lxc", "status": "unknown"}
         faults(name_late=0)
         entry = {r["vmid"]: r for r in api.cluster.resources.get(type="vm")}[vmid]
         assert entry["name"] == f"ct{vmid}"

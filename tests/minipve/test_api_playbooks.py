@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pve_helpers import destroy_ct, error_of
+from pve_helpers import create_ct, destroy_ct, error_of
 
 pytestmark = pytest.mark.host
 
@@ -37,8 +37,8 @@ def unwrap_unsafe(obj: dict):
     return obj["__ansible_unsafe"] if set(obj) == {"__ansible_unsafe"} else obj
 
 
-def play(pve_env: dict[str, str], name: str, extra: dict) -> tuple[int, str]:
-    """Run a playbook; return (changed count, output). A failed run fails the test."""
+def run_play(pve_env: dict[str, str], name: str, extra: dict) -> tuple[int, str]:
+    """Run a playbook; return (exit code, output)."""
     proc = subprocess.run(
         [
             str(REPO / ".venv/bin/ansible-playbook"),
@@ -56,10 +56,36 @@ def play(pve_env: dict[str, str], name: str, extra: dict) -> tuple[int, str]:
         text=True,
         timeout=1800,
     )
-    out = proc.stdout + proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def play(pve_env: dict[str, str], name: str, extra: dict) -> tuple[int, str]:
+    """Run a playbook; return (changed count, output). A failed run fails the test."""
+    code, out = run_play(pve_env, name, extra)
     recap = RECAP.search(out)
-    assert proc.returncode == 0 and recap and recap.group(4) == "0", out[-4000:]
+    assert code == 0 and recap and recap.group(4) == "0", out[-4000:]
     return int(recap.group(2)), out
+
+
+def test_module_fails_on_a_ct_the_cluster_has_not_listed_by_name_yet(api, node, pve_env, faults) -> None:
+    """A real cluster lists a new CT without `name` until its next stats push (~10 s after create or
+    clone); community.proxmox's `proxmox` module reads that key to start a CT given by VMID and fails
+    with KeyError. minipve's `name_late` does the same, so the playbooks' workaround meets it here."""
+    vmid = int(api.cluster.nextid.get())
+    faults(name_late=300)
+    try:
+        create_ct(api, node, vmid)
+        code, out = run_play(pve_env, "lxc_start.yml", {"vmid": vmid})
+        # the module reports any exception as "An error occurred: <str(exc)>", and str(KeyError("name"))
+        # is "'name'" (quotes doubled in the YAML output); its own lookups fail with a sentence
+        assert code != 0 and "msg: 'An error occurred: ''name'''" in out, out[-4000:]
+        assert api.nodes(node).lxc(vmid).status.current.get()["status"] == "stopped"
+        faults(name_late=0)  # the stats push has come: the same play starts it
+        changed, _ = play(pve_env, "lxc_start.yml", {"vmid": vmid})
+        assert changed == 1
+        assert api.nodes(node).lxc(vmid).status.current.get()["status"] == "running"
+    finally:
+        destroy_ct(api, node, vmid)
 
 
 def test_modules_build_and_destroy_idempotently(api, node, pve_env, ssh_keypair, tmp_path) -> None:

@@ -149,13 +149,14 @@ def resources(app: App, req: Request) -> Any:
                 },
                 "template": 1 if conf.get("template") else 0,
             }
+            if app.faults.name_hidden(vmid):
+                # fault switch: until a guest's first stats push (every 10 s) a real cluster knows
+                # only its id, vmid, node and type, and says `status: unknown` (pve-manager's
+                # PVE::API2Tools::extract_vm_stats); lock and tags still come from its config
+                entry = {**{k: entry[k] for k in ("id", "vmid", "node", "type")}, "status": "unknown"}
             for key in ("lock", "tags"):
                 if conf.get(key):
                     entry[key] = conf[key]
-            if app.faults.name_hidden(vmid):
-                # fault switch: a real cluster reports name/status only after its next stats push
-                del entry["name"]
-                entry["status"] = "unknown"
             out.append(entry)
     if kind in (None, "node"):
         out.append(_node_entry(app))
