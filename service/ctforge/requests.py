@@ -1,0 +1,452 @@
+"""The lifecycle playbooks' request and result, typed once for the service and the playbooks' tests.
+
+A request's fields are the playbooks' extra vars (`ctforge_template_name`, `ctforge_vmid`, ...) with the
+playbooks' own defaults, in the formats Proxmox VE itself accepts (pve-common's JSONSchema formats and
+pve-container's netN property string). Every text format is matched whole (`re.fullmatch` of a pattern
+anchored `\\A...\\Z`), so a trailing newline or a shell metacharacter is refused. `FORMATS` holds the
+patterns by variable name; playbooks/tasks/request_formats.yml builds the same table, which
+playbooks/tasks/check_request.yml applies for plain `ansible-playbook` users, refusing bad input before
+any container is touched. tests/test_requests.py keeps the two tables, the defaults and the playbooks'
+`set_stats` keys equal to this module's.
+
+    request = ProvisionRequest.model_validate(yaml.safe_load(Path("examples/base.yml").read_text()))
+    write_extravars(request, private_data_dir)            # <dir>/env/extravars, every string !unsafe
+    result = ProvisionResult.model_validate(stats_data)   # what provision.yml reported by set_stats
+
+Templates, trust and user strings (ansible-core 2.19): Ansible renders a string as a template only when
+it is trusted, and it trusts every extra var: `-e key=value`, `-e '{"json": ...}'` and `-e @file` alike.
+ansible-runner passes `run(extravars={...})` as such JSON (or dumps it to env/extravars as JSON), so a
+description of `{{ lookup('pipe', 'id') }}` would run `id` on the controller. The YAML tag `!unsafe`
+is what Ansible's loader honours: a value under it is never trusted, so it stays that text through every
+`{{ var }}` and set_fact, and Proxmox stores it as written. `write_extravars` therefore writes the file
+ansible-runner reads itself (env/extravars, passed on as `-e @env/extravars`) with every string value
+tagged `!unsafe`. Never also give ansible_runner.run an `extravars=` argument: it would reach
+ansible-playbook as trusted JSON beside the file.
+
+Plain ansible-playbook users: a `-e @file` that you wrote yourself is your own code, as trusted as your
+inventory and your playbooks, and Jinja in it is rendered, as Ansible does everywhere. Text that came
+from someone else (a form, a ticket, an API) must not be pasted into such a file as is: tag each such
+value `!unsafe` by hand, or write the file from the model (`python -m ctforge.requests provision
+REQUEST.json > vars.yml` validates a JSON or YAML request and prints it that way).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+# --- Proxmox's formats, as patterns matched whole ---------------------------------------------------
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
+_H16 = r"[0-9a-fA-F]{1,4}"
+_LS32 = rf"(?:{_H16}:{_H16}|{IPV4})"
+# RFC 3986's IPv6address, as pve-common's IPV6RE builds it.
+IPV6 = "(?:" + "|".join((
+    rf"(?:{_H16}:){{6}}{_LS32}",
+    rf"::(?:{_H16}:){{5}}{_LS32}",
+    rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+    rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+    rf"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+    rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+)) + ")"
+# pve_verify_cidrv4 / cidrv6: a prefix of 8 to 32 (IPv4) or 8 to 128 (IPv6) bits.
+CIDR4 = rf"{IPV4}/(?:[89]|[12][0-9]|3[0-2])"
+CIDR6 = rf"{IPV6}/(?:[89]|[1-9][0-9]|1[01][0-9]|12[0-8])"
+# PVE::JSONSchema::parse_boolean, case-insensitive.
+BOOLEAN = r"(?i:1|0|on|off|yes|no|true|false)"
+
+
+def anchored(pattern: str) -> str:
+    return rf"\A(?:{pattern})\Z"
+
+
+# The LXC netN property string (pve-container's $netconf_desc), one pattern per key for its value.
+NET_KEYS: dict[str, str] = {
+    "name": r"[-_.A-Za-z0-9]+",
+    "bridge": r"[-_.A-Za-z0-9]+",  # pve-bridge-id
+    "hwaddr": r"[0-9a-fA-F][02468aceACE](?::[0-9a-fA-F]{2}){5}",  # mac-addr: unicast (I/G bit clear)
+    "ip": rf"dhcp|manual|{CIDR4}",  # pve-ipv4-config
+    "gw": IPV4,
+    "ip6": rf"auto|dhcp|manual|{CIDR6}",  # pve-ipv6-config
+    "gw6": IPV6,
+    "firewall": BOOLEAN,
+    "link_down": BOOLEAN,
+    "host-managed": BOOLEAN,
+    "mtu": r"6[4-9]|[7-9][0-9]|[1-9][0-9]{2,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+           r"|6553[0-5]",  # 64 - 65535
+    "rate": r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+",  # Mbps
+    "tag": r"[1-9][0-9]{0,2}|[1-3][0-9]{3}|40[0-8][0-9]|409[0-4]",  # VLAN 1-4094
+    "trunks": r"[0-9]+(?:;[0-9]+)*",
+    "type": r"veth",
+}
+NET_REQUIRED = ("name",)
+
+VMID_MIN, VMID_MAX = 100, 999_999_999  # pve-vmid
+CORES_MAX = 8192
+MEMORY_MIN = 16
+DESCRIPTION_MAX = 8192  # pve-container: description maxLength 8 KiB
+
+_PATH = r"~?/[A-Za-z0-9._+@/-]*"  # an absolute (or ~/) path without spaces, quotes or shell syntax
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = rf"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[{IPV6}\]"
+STACK_ID = r"[a-z][a-z0-9_]{0,63}"  # the catalog's stack ids
+STORAGE_ID = r"[a-zA-Z][a-zA-Z0-9._-]*[a-zA-Z0-9]"  # pve-storage-id
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
+_APPLIANCE = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}"
+
+# Scalar variables: the whole value (an int or bool as its text) must match.
+SCALARS: dict[str, str] = {
+    # One DNS label in lower case: a hostname Proxmox accepts (dns-name, max 255) and a sane record name.
+    "ctforge_template_name": _DNS_LABEL,
+    "ctforge_vmid": r"[1-9][0-9]{2,8}",  # pve-vmid: 100 - 999999999
+    "ctforge_parent_vmid": r"[1-9][0-9]{2,8}",
+    "ctforge_smoke_vmid": r"[1-9][0-9]{2,8}",
+    "ctforge_node": r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?",  # pve-node
+    "ctforge_storage": STORAGE_ID,
+    "ctforge_template_storage": STORAGE_ID,
+    # An appliance name (debian-12-standard) or a volume id (local:vztmpl/debian-12-standard_12.12-1_amd64...)
+    "ctforge_base_ct_template": rf"{_APPLIANCE}|{STORAGE_ID}:vztmpl/{_APPLIANCE}",
+    "ctforge_cores": r"[1-9][0-9]{0,2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2]",  # 1 - 8192
+    "ctforge_memory": r"1[6-9]|[2-9][0-9]|[1-9][0-9]{2,8}",  # MiB, >= 16
+    "ctforge_swap": r"0|[1-9][0-9]{0,8}",  # MiB, >= 0
+    "ctforge_disk_gb": r"[1-9][0-9]{0,5}",  # GiB, >= 1
+    "ctforge_unprivileged": BOOLEAN,
+    "ctforge_keep_build_key": BOOLEAN,
+    # Free text, stored by Proxmox as the config's comment: lines and tabs, no other control characters.
+    "ctforge_description": rf"[^\x00-\x08\x0b-\x1f\x7f]{{0,{DESCRIPTION_MAX}}}",
+    "ctforge_ssh_private_key_file": _PATH,
+    "ctforge_state_dir": _PATH,
+    # How long a community.proxmox module waits for its task before the playbook follows it by UPID (s).
+    "ctforge_pve_module_wait": r"[1-9][0-9]{0,3}",
+    # The roles' shared options (roles/*/defaults): the dev user's name, and a full pass of every role.
+    "ctforge_dev_user": r"(?!root\Z)[a-z_][a-z0-9_-]{0,31}",  # a user name other than root
+    "ctforge_reapply": BOOLEAN,
+    # The build-time apt proxy: empty, or http(s)://host[:port][/path]; no quote or space for apt.conf.
+    "ctforge_apt_proxy": rf"|https?://(?:{_HOST})(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~%/-]*)?",
+}
+# Scalars that must be text: a number or a boolean there is refused (the others take digits as text too).
+TEXTS = ("ctforge_template_name", "ctforge_node", "ctforge_storage", "ctforge_template_storage",
+         "ctforge_base_ct_template", "ctforge_description", "ctforge_ssh_private_key_file",
+         "ctforge_state_dir", "ctforge_apt_proxy", "ctforge_dev_user")
+# List variables: each item must match; no item twice.
+LISTS: dict[str, str] = {
+    "ctforge_stacks": STACK_ID,
+    "ctforge_inherited_stacks": STACK_ID,
+    "ctforge_ca_certificates": _PATH,
+}
+# Mapping variables: each key and each value must match.
+MAPPINGS: dict[str, dict[str, str]] = {
+    # One line of text per variable, without control characters (written to the CT's environment).
+    "ctforge_env_vars": {"key": ENV_NAME, "value": r"[^\x00-\x1f\x7f]{0,4096}"},
+}
+# netN property strings: each part KEY=VALUE with a key of NET_KEYS and a value of its format, no key
+# twice, the required keys present.
+NETS = ("ctforge_net0",)
+
+# The table playbooks/tasks/request_formats.yml builds for check_request.yml, anchored for `match`.
+FORMATS: dict[str, Any] = {
+    "scalars": {name: anchored(p) for name, p in SCALARS.items()},
+    "texts": list(TEXTS),
+    "lists": {name: anchored(p) for name, p in LISTS.items()},
+    "mappings": {name: {k: anchored(p) for k, p in kv.items()} for name, kv in MAPPINGS.items()},
+    "nets": list(NETS),
+    "net_keys": {key: anchored(p) for key, p in NET_KEYS.items()},
+    "net_required": list(NET_REQUIRED),
+}
+
+
+def parse_net(value: str) -> dict[str, str]:
+    """A netN property string as Proxmox parses it, refused with the reason on an unknown key or bad value."""
+    parts = value.split(",")
+    parsed: dict[str, str] = {}
+    for part in parts:
+        key, _, text = part.partition("=")
+        if key not in NET_KEYS:
+            raise ValueError(f"{part!r}: {key!r} is not a netN key (the keys are: {', '.join(NET_KEYS)})")
+        if re.fullmatch(anchored(NET_KEYS[key]), text) is None:
+            raise ValueError(f"{part!r}: not a valid value for {key}")
+        if key in parsed:
+            raise ValueError(f"the key {key!r} appears twice")
+        parsed[key] = text
+    missing = [key for key in NET_REQUIRED if key not in parsed]
+    if missing:
+        raise ValueError(f"the key {missing[0]!r} is required")
+    return parsed
+
+
+def _text(variable: str) -> Callable[[Any], Any]:
+    """A validator: the value (an int or bool as its text) matches the variable's pattern whole."""
+    pattern = anchored(SCALARS[variable])
+    kinds = str if variable in TEXTS else (str, int)
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, kinds) or not re.fullmatch(pattern, str(value)):
+            raise ValueError(f"{value!r} does not have the format of {variable}")
+        return value
+
+    return check
+
+
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str | int) and re.fullmatch(anchored(BOOLEAN), str(value)):
+        return str(value).lower() in ("1", "on", "yes", "true")
+    raise ValueError(f"{value!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
+
+
+def _net(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be a netN property string such as name=eth0,bridge=vmbr0,ip=dhcp")
+    parse_net(value)
+    return value
+
+
+def _unique(items: list[str]) -> list[str]:
+    twice = sorted({item for item in items if items.count(item) > 1})
+    if twice:
+        raise ValueError(f"lists {', '.join(twice)} more than once")
+    return items
+
+
+def _formatted(variable: str, kind: type = str, **bounds: Any) -> Any:
+    """The field type of a scalar variable: its pattern matched whole, then Proxmox's bounds."""
+    if kind is str:  # the pattern again, for the JSON schema (and the OpenAPI) to show
+        bounds = {"pattern": anchored(SCALARS[variable]), **bounds}
+    return Annotated[kind, BeforeValidator(_text(variable)), Field(**bounds)]
+
+
+def _optional_origin(variable: str, kind: type = str, **bounds: Any) -> Any:
+    """A parent or appliance field: the playbooks take an empty value as not given."""
+    return Annotated[_formatted(variable, kind, **bounds) | None, BeforeValidator(_empty_is_none)]
+
+
+_VMID = {"ge": VMID_MIN, "le": VMID_MAX}
+Boolean = Annotated[bool, BeforeValidator(_boolean)]
+StackId = Annotated[str, Field(pattern=anchored(STACK_ID))]
+StackList = Annotated[list[StackId], AfterValidator(_unique)]
+Path_ = Annotated[str, Field(pattern=anchored(_PATH))]
+EnvName = Annotated[str, Field(pattern=anchored(MAPPINGS["ctforge_env_vars"]["key"]))]
+EnvValue = Annotated[str, Field(pattern=anchored(MAPPINGS["ctforge_env_vars"]["value"]))]
+Fingerprint = Annotated[str, Field(pattern=r"\ASHA256:[A-Za-z0-9+/]{43}\Z")]
+IpAddress = Annotated[str, Field(pattern=anchored(f"{IPV4}|{IPV6}"))]
+Vmid = _formatted("ctforge_vmid", int, **_VMID)
+NodeId = _formatted("ctforge_node")
+
+
+class _Request(BaseModel):
+    """Fields are extra vars; unknown ones are refused, so a misspelt variable is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+    playbook: ClassVar[str]
+
+    ctforge_pve_module_wait: _formatted("ctforge_pve_module_wait", int, ge=1) = 10
+
+    def extravars(self) -> dict[str, Any]:
+        """The extra vars as plain data, without unset optional fields (the playbook's default applies)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class _BuildKey(_Request):
+    # The build key (issue 11 §3): ctforge's own, in its state directory, unless a path is given.
+    ctforge_ssh_private_key_file: Path_ | None = None  # default: <state dir>/build_key
+    ctforge_state_dir: Path_ | None = None  # default: $CTFORGE_STATE_DIR or /var/lib/ctforge
+    ctforge_keep_build_key: Boolean = True  # whether the template keeps trusting the build key
+
+
+class ProvisionRequest(_BuildKey):
+    """playbooks/provision.yml: a staging CT cloned from a parent template or created from an appliance."""
+
+    playbook: ClassVar[str] = "provision.yml"
+
+    ctforge_template_name: _formatted("ctforge_template_name")
+    ctforge_vmid: Vmid
+    ctforge_parent_vmid: _optional_origin("ctforge_parent_vmid", int, **_VMID) = None
+    ctforge_base_ct_template: _optional_origin("ctforge_base_ct_template") = None
+    ctforge_stacks: StackList = []
+    ctforge_inherited_stacks: StackList | None = None  # None: read from the parent CT's local facts
+    ctforge_node: NodeId | None = None  # default: the inventory's pve_node
+    ctforge_storage: _formatted("ctforge_storage") | None = None  # default: the inventory's pve_storage
+    # default: the inventory's pve_template_storage, else 'local'
+    ctforge_template_storage: _formatted("ctforge_template_storage") | None = None
+    ctforge_cores: _formatted("ctforge_cores", int, ge=1, le=CORES_MAX) = 2
+    ctforge_memory: _formatted("ctforge_memory", int, ge=MEMORY_MIN) = 2048
+    ctforge_swap: _formatted("ctforge_swap", int, ge=0) = 512
+    ctforge_disk_gb: _formatted("ctforge_disk_gb", int, ge=1) = 8
+    ctforge_unprivileged: Boolean = True
+    ctforge_net0: Annotated[str, BeforeValidator(_net)] = "name=eth0,bridge=vmbr0,ip=dhcp"
+    # default: 'ctforge template <name>'
+    ctforge_description: _formatted("ctforge_description", max_length=DESCRIPTION_MAX) | None = None
+    ctforge_env_vars: dict[EnvName, EnvValue] = {}
+    ctforge_apt_proxy: _formatted("ctforge_apt_proxy") = ""
+    # default: the controller's /usr/local/share/ca-certificates/*.crt
+    ctforge_ca_certificates: Annotated[list[Path_], AfterValidator(_unique)] | None = None
+    ctforge_smoke_vmid: _formatted("ctforge_smoke_vmid", int, **_VMID) | None = None  # build.yml's finalize
+    # The roles' shared options; None: the roles' defaults (kobozo; no forced full pass).
+    ctforge_dev_user: _formatted("ctforge_dev_user") | None = None
+    ctforge_reapply: Boolean | None = None
+
+    @field_validator("ctforge_stacks", "ctforge_inherited_stacks")
+    @classmethod
+    def _known_stacks(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """Stack ids the catalog has: `context={"catalog": catalog}`, or the repository's catalog."""
+        if value:
+            from ctforge.catalog import CatalogError, load_catalog
+
+            catalog = (info.context or {}).get("catalog") or load_catalog()
+            for stack_id in value:
+                try:
+                    catalog.get(stack_id)
+                except CatalogError as exc:
+                    raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> ProvisionRequest:
+        if (self.ctforge_parent_vmid is None) == (self.ctforge_base_ct_template is None):
+            both = "both" if self.ctforge_parent_vmid is not None else "neither"
+            raise ValueError("give either ctforge_parent_vmid (a parent template) or ctforge_base_ct_template"
+                             f" (an appliance such as debian-12-standard), not {both}")
+        if self.ctforge_parent_vmid == self.ctforge_vmid:
+            raise ValueError("ctforge_parent_vmid must differ from ctforge_vmid")
+        return self
+
+
+class FinalizeRequest(_BuildKey):
+    """playbooks/finalize.yml: prepare, stop and convert the staging CT, then smoke-test a clone of it."""
+
+    playbook: ClassVar[str] = "finalize.yml"
+
+    ctforge_vmid: Vmid
+    ctforge_smoke_vmid: _formatted("ctforge_smoke_vmid", int, **_VMID) | None = None  # default: next free id
+
+
+class DestroyRequest(_Request):
+    """playbooks/destroy.yml: stop and delete a CT or a template."""
+
+    playbook: ClassVar[str] = "destroy.yml"
+
+    ctforge_vmid: Vmid
+
+
+class _Result(BaseModel):
+    """What a playbook reported with ansible.builtin.set_stats; a key it does not declare is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+
+
+class ProvisionResult(_Result):
+    vmid: Vmid
+    node: NodeId
+    ip: IpAddress
+    stacks: list[StackId]
+    build_key: Fingerprint | None = None  # SHA256 fingerprint of the SSH key the CT trusts
+
+
+class FinalizeResult(_Result):
+    vmid: Vmid
+    node: NodeId
+    template: bool
+    stacks: list[StackId]
+    build_key: Fingerprint | None = None
+
+
+class DestroyResult(_Result):
+    """destroy.yml reports nothing by set_stats (yet)."""
+
+
+RESULTS: dict[str, type[_Result]] = {
+    "provision.yml": ProvisionResult,
+    "finalize.yml": FinalizeResult,
+    "destroy.yml": DestroyResult,
+}
+
+
+# --- extravars that Ansible never renders ----------------------------------------------------------
+class _Unsafe(str):
+    """A string value written with Ansible's `!unsafe` tag."""
+
+
+class _ExtravarsDumper(yaml.SafeDumper):
+    pass
+
+
+_ExtravarsDumper.add_representer(
+    _Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
+
+
+def _mark_unsafe(value: Any) -> Any:
+    if isinstance(value, str):
+        return _Unsafe(value)
+    if isinstance(value, Mapping):
+        return {key: _mark_unsafe(item) for key, item in value.items()}  # keys are checked names, not text
+    if isinstance(value, list | tuple):
+        return [_mark_unsafe(item) for item in value]
+    return value
+
+
+def extravars_yaml(request: _Request) -> str:
+    """The request as an extra-vars YAML document in which every string value carries `!unsafe`."""
+    return "---\n" + yaml.dump(_mark_unsafe(request.extravars()), Dumper=_ExtravarsDumper,
+                               default_flow_style=False, sort_keys=True, allow_unicode=True, width=2**16)
+
+
+def write_extravars(request: _Request, private_data_dir: Path | str) -> Path:
+    """ansible-runner's env/extravars for a job (mode 0600); runner passes it on as `-e @env/extravars`."""
+    path = Path(private_data_dir) / "env" / "extravars"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600)
+    path.write_text(extravars_yaml(request))
+    return path
+
+
+REQUESTS: dict[str, type[_Request]] = {
+    "provision": ProvisionRequest,
+    "finalize": FinalizeRequest,
+    "destroy": DestroyRequest,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ctforge.requests KIND FILE`: validate a JSON/YAML request, print it as safe extra vars."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in REQUESTS:
+        kinds = "|".join(REQUESTS)
+        print(f"usage: python -m ctforge.requests {{{kinds}}} REQUEST.(json|yml)", file=sys.stderr)
+        return 2
+    text = Path(args[1]).read_text() if args[1] != "-" else sys.stdin.read()
+    data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    try:
+        request = REQUESTS[args[0]].model_validate(data)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sys.stdout.write(extravars_yaml(request))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,452 @@
+"""The typed playbook request and result (ctforge.requests) against the playbooks themselves.
+
+The examples validate; the playbooks' set_stats keys are the result models' fields; the formats table
+the playbooks use (rendered through Ansible) is the model's; the playbooks' defaults are the model's;
+bad input is refused by both, and by the real provision.yml before it makes any API call; extravars
+written by the model reach ansible-playbook and ansible-runner as text that is never rendered.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from ctforge import requests as rq
+from playbook_helpers import REPO, local_play
+
+PLAYBOOKS = REPO / "playbooks"
+EXAMPLES = sorted((REPO / "examples").glob("*.yml"))
+BASE = yaml.safe_load((REPO / "examples" / "base.yml").read_text())
+# ctforge_* names in playbooks/ that are no variables: inventory groups and action plugins.
+NOT_VARIABLES = {"ctforge_staging", "ctforge_smoke", "ctforge_applied", "ctforge_fact", "ctforge_files",
+                 "ctforge_service", "ctforge_shell"}
+
+
+def provision(**fields: Any) -> rq.ProvisionRequest:
+    return rq.ProvisionRequest.model_validate({**BASE, **fields})
+
+
+def refused(**fields: Any) -> str:
+    with pytest.raises(ValidationError) as info:
+        provision(**fields)
+    return str(info.value)
+
+
+# --- the examples and the results --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_is_a_valid_provision_request(example: Path) -> None:
+    data = yaml.safe_load(example.read_text())
+    request = rq.ProvisionRequest.model_validate(data)
+    assert {k: v for k, v in request.extravars().items() if k in data} == data
+
+
+def _tasks(node: Any, where: Path) -> list[tuple[dict, Path]]:
+    """Every task under a play or task list, following include_tasks/import_tasks of literal files."""
+    found: list[tuple[dict, Path]] = []
+    for item in node if isinstance(node, list) else []:
+        if not isinstance(item, dict):
+            continue
+        for key in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
+            found += _tasks(item.get(key), where)
+        found.append((item, where))
+        for key in ("ansible.builtin.include_tasks", "ansible.builtin.import_tasks", "include_tasks",
+                    "import_tasks"):
+            target = item.get(key)
+            target = target.get("file") if isinstance(target, dict) else target
+            if isinstance(target, str) and "{{" not in target:
+                path = (where.parent / target).resolve()
+                found += _tasks(yaml.safe_load(path.read_text()), path)
+    return found
+
+
+def set_stats_keys(playbook: str) -> set[str]:
+    path = PLAYBOOKS / playbook
+    keys: set[str] = set()
+    for play in yaml.safe_load(path.read_text()):
+        for task, _ in _tasks([play], path):
+            stats = task.get("ansible.builtin.set_stats") or task.get("set_stats")
+            if stats:
+                keys |= set(stats["data"])
+    return keys
+
+
+@pytest.mark.parametrize("playbook", sorted(rq.RESULTS))
+def test_the_playbooks_set_stats_keys_are_the_result_fields(playbook: str) -> None:
+    assert set_stats_keys(playbook) == set(rq.RESULTS[playbook].model_fields)
+
+
+def test_every_lifecycle_playbook_has_a_request_and_a_result() -> None:
+    steps = {p.name for p in PLAYBOOKS.glob("*.yml")} - {"build.yml"}
+    assert steps == set(rq.RESULTS) == {r.playbook for r in rq.REQUESTS.values()}
+
+
+def test_a_result_reads_what_set_stats_reports_and_refuses_a_key_it_does_not_declare() -> None:
+    stats = {"vmid": 150, "node": "minipve", "ip": "10.213.0.57", "stacks": ["nodejs"]}
+    assert rq.ProvisionResult.model_validate(stats).build_key is None
+    key = "SHA256:" + "A" * 43
+    finalized = {"vmid": 150, "node": "minipve", "template": True, "stacks": [], "build_key": key}
+    assert rq.FinalizeResult.model_validate(finalized).build_key == key
+    for bad in ({**stats, "surprise": 1}, {**stats, "ip": "10.0.0.1\n"}, {**stats, "build_key": "MD5:aa"}):
+        with pytest.raises(ValidationError):
+            rq.ProvisionResult.model_validate(bad)
+
+
+# --- the playbooks' formats and defaults are the model's ----------------------------------------
+
+FORMATS_PLAY = """\
+- name: Render the request's formats
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Record them
+      ansible.builtin.include_tasks: {tasks}/request_formats.yml
+    - name: Write them where the test reads them
+      ansible.builtin.copy:
+        content: "{{{{ __ctforge_formats | to_json }}}}"
+        dest: "{{{{ result_file }}}}"
+        mode: "0644"
+"""
+
+
+def test_the_playbooks_formats_are_the_models_as_ansible_renders_them(tmp_path: Path) -> None:
+    proc, rendered = local_play(tmp_path, FORMATS_PLAY.format(tasks=PLAYBOOKS / "tasks"), {})
+    assert rendered, proc.stdout + proc.stderr
+    assert rendered == rq.FORMATS
+
+
+def _defaults(text: str) -> dict[str, list[str]]:
+    """variable -> the argument texts of every `ctforge_x | default(...)` in a task file."""
+    found: dict[str, list[str]] = {}
+    for var, arg in re.findall(r"\b(ctforge_\w+) \| default\(((?:[^()]|\([^()]*\))*)\)", text):
+        found.setdefault(var, []).append(arg)
+    return found
+
+
+def _literal(arg: str) -> tuple[bool, Any]:
+    """(True, value) for a literal default; `'', true` (empty means unset) and none are None."""
+    arg = arg.strip()
+    if arg == "none" or re.fullmatch(r"''\s*,\s*true", arg):
+        return True, None
+    try:
+        return True, yaml.safe_load(arg) if arg in ("true", "false") else ast.literal_eval(arg)
+    except (ValueError, SyntaxError):
+        return False, None
+
+
+def test_the_playbooks_defaults_are_the_models() -> None:
+    text = (PLAYBOOKS / "tasks" / "settle_request.yml").read_text()
+    fields = rq.ProvisionRequest.model_fields
+    defaults = _defaults(text)
+    assert set(defaults) <= set(fields), set(defaults) - set(fields)
+    for var, args in defaults.items():
+        for arg in args:
+            literal, value = _literal(arg)
+            if var in ("ctforge_parent_vmid", "ctforge_base_ct_template") and value == "":
+                value = None  # the model takes an empty origin as not given, as the playbooks do
+            want = value if literal else None  # computed (inventory, state dir): None in the model
+            assert fields[var].default == want, (var, arg)
+    # the two without a default are the required ones
+    assert {n for n, f in fields.items() if f.is_required()} == {"ctforge_template_name", "ctforge_vmid"}
+
+
+def test_settle_request_checks_every_field_of_the_request() -> None:
+    settle = yaml.safe_load((PLAYBOOKS / "tasks" / "settle_request.yml").read_text())
+    checked = next(t["vars"]["__check"] for t in settle
+                   if t.get("ansible.builtin.include_tasks") == "check_request.yml")
+    assert set(checked) == set(rq.ProvisionRequest.model_fields)
+    known = set(rq.SCALARS) | set(rq.LISTS) | set(rq.MAPPINGS) | set(rq.NETS)
+    assert set(rq.ProvisionRequest.model_fields) == known
+
+
+def test_the_state_dir_and_build_key_defaults() -> None:
+    text = (PLAYBOOKS / "tasks" / "settle_request.yml").read_text()
+    assert "ctforge_ssh_private_key_file | default(__state_dir + '/build_key')" in text
+    state_dir = "lookup('ansible.builtin.env', 'CTFORGE_STATE_DIR') or '/var/lib/ctforge'"
+    assert f"ctforge_state_dir | default({state_dir})" in text
+    assert "keep_build_key: \"{{ ctforge_keep_build_key | default(true) | bool }}\"" in text
+
+
+def test_every_ctforge_variable_the_playbooks_read_is_a_request_field() -> None:
+    fields = set().union(*(r.model_fields for r in rq.REQUESTS.values()))
+    used: set[str] = set()
+    for path in PLAYBOOKS.rglob("*.yml"):
+        used |= set(re.findall(r"\b(ctforge_[a-z0-9_]+)\b", path.read_text()))
+    assert used - NOT_VARIABLES <= fields, used - NOT_VARIABLES - fields
+
+
+# --- bad input is refused -----------------------------------------------------------------------
+
+METACHARACTERS = [*";|&$`<>\"'(){}[]*?!#~\\ \t\n\r", "$(id)", "`id`", "\x00"]
+IDENTIFIERS = ["ctforge_template_name", "ctforge_node", "ctforge_storage", "ctforge_template_storage",
+               "ctforge_base_ct_template", "ctforge_ssh_private_key_file", "ctforge_state_dir",
+               "ctforge_apt_proxy", "ctforge_dev_user", "ctforge_net0"]
+GOOD = {"ctforge_template_name": "base", "ctforge_node": "pve1", "ctforge_storage": "local-zfs",
+        "ctforge_template_storage": "local", "ctforge_base_ct_template": "debian-12-standard",
+        "ctforge_ssh_private_key_file": "/var/lib/ctforge/build_key", "ctforge_state_dir": "/var/lib/ctforge",
+        "ctforge_apt_proxy": "http://10.213.0.1:3142", "ctforge_dev_user": "kobozo",
+        "ctforge_net0": "name=eth0,bridge=vmbr0,ip=dhcp"}
+
+
+@pytest.mark.parametrize("field", IDENTIFIERS)
+@pytest.mark.parametrize("where", ["end", "middle"])
+def test_a_metacharacter_or_a_newline_in_an_identifier_is_refused(field: str, where: str) -> None:
+    provision(**{field: GOOD[field]})
+    for char in METACHARACTERS:
+        good = GOOD[field]
+        value = good + char if where == "end" else good[:2] + char + good[2:]
+        assert field in refused(**{field: value}), (field, value)
+
+
+@pytest.mark.parametrize("value", ["base\n", "Base", "-base", "base-", "a" * 64, "ba_se", "", "bäse"])
+def test_a_name_that_is_no_dns_label_is_refused(value: str) -> None:
+    assert "ctforge_template_name" in refused(ctforge_template_name=value)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("ctforge_vmid", 99), ("ctforge_vmid", 1_000_000_000), ("ctforge_vmid", "150\n"), ("ctforge_vmid", True),
+    ("ctforge_vmid", 150.5), ("ctforge_cores", 0), ("ctforge_cores", 8193), ("ctforge_memory", 15),
+    ("ctforge_swap", -1), ("ctforge_disk_gb", 0), ("ctforge_unprivileged", "maybe"),
+    ("ctforge_description", "x" * 8193), ("ctforge_description", "bell\x07"),
+    ("ctforge_stacks", ["nodejs", "nodejs"]), ("ctforge_stacks", ["no_such_stack"]),
+    ("ctforge_stacks", ["Node"]),
+    ("ctforge_env_vars", {"BAD NAME": "x"}), ("ctforge_env_vars", {"OK": "two\nlines"}),
+    ("ctforge_apt_proxy", "ftp://proxy:3142"), ("ctforge_apt_proxy", 'http://proxy";'),
+    ("ctforge_dev_user", "root"), ("ctforge_parent_vmid", 150),
+])
+def test_a_bad_value_is_refused_and_named(field: str, value: Any) -> None:
+    assert field in refused(**{field: value}) or field == "ctforge_parent_vmid"
+
+
+def test_exactly_one_origin_is_required() -> None:
+    assert "not both" in refused(ctforge_parent_vmid=200)
+    with pytest.raises(ValidationError, match="not neither"):
+        rq.ProvisionRequest(ctforge_template_name="x", ctforge_vmid=7500)
+    assert provision(ctforge_base_ct_template="", ctforge_parent_vmid=7150).ctforge_base_ct_template is None
+
+
+def test_unknown_fields_are_refused() -> None:
+    assert "ctforge_vmdi" in refused(ctforge_vmdi=150)
+
+
+@pytest.mark.parametrize("net", [
+    "name=eth0,bridge=vmbr0,ip=10.1.2.3/24,gw=10.1.2.1,ip6=fd00::2/64,gw6=fd00::1,hwaddr=BC:24:11:00:00:01,"
+    "firewall=1,mtu=1500,rate=12.5,tag=10,trunks=1;20,type=veth,link_down=0,host-managed=off",
+    "name=eth0,ip=manual,ip6=auto", "name=eth0,ip6=::ffff:10.0.0.1/104",
+])
+def test_net0_takes_what_proxmox_takes(net: str) -> None:
+    assert provision(ctforge_net0=net).ctforge_net0 == net
+
+
+@pytest.mark.parametrize(("net", "reason"), [
+    ("bridge=vmbr0", "'name' is required"), ("name=eth0,name=eth1", "appears twice"),
+    ("name=eth0,colour=blue", "not a netN key"), ("name=eth0,ip=10.0.0.1/33", "ip"),
+    ("name=eth0,ip=10.0.0.1/7", "ip"), ("name=eth0,ip=010.0.0.1/24", "ip"),
+    ("name=eth0,ip6=fd00::1::2/64", "ip6"), ("name=eth0,hwaddr=01:00:00:00:00:00", "hwaddr"),
+    ("name=eth0,mtu=63", "mtu"), ("name=eth0,tag=4095", "tag"), ("name=eth0,type=macvlan", "type"),
+    ("name=eth0,firewall=maybe", "firewall"), ("name=eth0,", "not a netN key"),
+    ("name", "name"), ("name=eth0,ip=dhcp\n", "ip"), ("name=eth0 ,ip=dhcp", "name"),
+])
+def test_net0_refuses_what_proxmox_refuses(net: str, reason: str) -> None:
+    assert reason in refused(ctforge_net0=net)
+
+
+_NET_VALUES = {
+    "bridge": st.from_regex(r"\Avmbr[0-9]{1,3}\Z"), "ip": st.sampled_from(["dhcp", "manual", "10.0.0.2/24"]),
+    "gw": st.just("10.0.0.1"), "firewall": st.sampled_from(["0", "1", "yes", "off"]),
+    "mtu": st.integers(64, 65535).map(str), "tag": st.integers(1, 4094).map(str),
+    "rate": st.decimals(0, 10_000, places=2).map(str), "type": st.just("veth"),
+}
+
+
+@st.composite
+def nets(draw) -> str:
+    keys = draw(st.lists(st.sampled_from(sorted(_NET_VALUES)), unique=True))
+    parts = ["name=" + draw(st.from_regex(r"\Aeth[0-9]\Z"))] + [f"{k}={draw(_NET_VALUES[k])}" for k in keys]
+    return ",".join(draw(st.permutations(parts)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(net=nets(), junk=st.sampled_from([*METACHARACTERS, ",", ",name=eth1", "="]))
+def test_a_valid_net0_passes_and_any_junk_after_it_is_refused(net: str, junk: str) -> None:
+    rq.parse_net(net)
+    with pytest.raises(ValueError):
+        rq.parse_net(net + junk)
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(-10, 10**10) | st.integers(-10, 70_000)
+       | st.sampled_from([15, 16, 99, 100, 4094, 4095, 8192, 8193, 65535, 65536, 999_999_999, 10**9]))
+def test_the_numeric_patterns_are_proxmox_bounds(n: int) -> None:
+    bounds = {"ctforge_vmid": (100, 999_999_999), "ctforge_cores": (1, 8192),
+              "ctforge_memory": (16, 999_999_999), "ctforge_swap": (0, 999_999_999),
+              "ctforge_disk_gb": (1, 999_999), "ctforge_pve_module_wait": (1, 9999)}
+    for field, (low, high) in bounds.items():
+        by_pattern = re.fullmatch(rq.FORMATS["scalars"][field], str(n)) is not None
+        assert by_pattern == (low <= n <= high), (field, n)
+        try:
+            provision(**{field: n})
+            accepted = True
+        except ValidationError:
+            accepted = False
+        assert accepted == by_pattern, (field, n)
+    for key, (low, high) in {"mtu": (64, 65535), "tag": (1, 4094)}.items():
+        by_pattern = re.fullmatch(rq.FORMATS["net_keys"][key], str(n)) is not None
+        assert by_pattern == (low <= n <= high), (key, n)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=30))
+def test_text_is_accepted_exactly_when_the_playbooks_pattern_matches_it(text: str) -> None:
+    for field in ("ctforge_template_name", "ctforge_node", "ctforge_storage", "ctforge_description",
+                  "ctforge_apt_proxy", "ctforge_dev_user", "ctforge_ssh_private_key_file"):
+        by_pattern = re.fullmatch(rq.FORMATS["scalars"][field], text) is not None
+        try:
+            provision(**{field: text})
+            accepted = True
+        except ValidationError:
+            accepted = False
+        assert accepted == by_pattern, (field, text)
+
+
+# --- the playbooks refuse the same input before any API call ------------------------------------
+
+UNREACHABLE = {"PROXMOX_HOST": "127.0.0.1", "PROXMOX_PORT": "9", "PROXMOX_USER": "root@pam",
+               "PROXMOX_TOKEN_ID": "ctforge", "PROXMOX_TOKEN_SECRET": "not-a-secret",
+               "PROXMOX_NODE": "minipve"}
+
+
+def run_provision(extra: dict, *files: Path) -> subprocess.CompletedProcess:
+    """provision.yml against a port where nothing listens: an API call fails, so the checks came first."""
+    env = {**os.environ, **UNREACHABLE, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(PLAYBOOKS / "provision.yml")]
+    for path in files:
+        cmd += ["-e", f"@{path}"]
+    return subprocess.run([*cmd, "-e", json.dumps(extra)], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("ctforge_template_name", "base\n"), ("ctforge_vmid", 99), ("ctforge_net0", "name=eth0,ip=dhcp;reboot"),
+    ("ctforge_stacks", ["nodejs", "nodejs"]), ("ctforge_cores", 0), ("ctforge_env_vars", {"A B": "x"}),
+    ("ctforge_apt_proxy", "http://proxy/$(id)"), ("ctforge_description", "x" * 8193),
+])
+def test_provision_refuses_bad_input_naming_it_before_any_api_call(field: str, value: Any) -> None:
+    with pytest.raises(ValidationError):
+        provision(**{field: value})
+    proc = run_provision({**BASE, "ctforge_vmid": 7500, field: value})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "The request is refused, nothing was touched" in out and field in out, out[-3000:]
+    assert "Connection refused" not in out and "Read the cluster" not in out, out[-3000:]
+
+
+# --- extravars that are never rendered ----------------------------------------------------------
+
+MARKER_PLAY = """\
+- name: Use the request's strings the way the playbooks do
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Settle them (a set_fact renders what it is given)
+      ansible.builtin.set_fact:
+        __seen:
+          description: "{{ ctforge_description }}"
+          env: "{{ ctforge_env_vars }}"
+          name: "{{ ctforge_template_name }}"
+    - name: Write them where the test reads them
+      ansible.builtin.copy:
+        content: "{{ __seen | to_json }}"
+        dest: "{{ result_file }}"
+        mode: "0644"
+"""
+
+
+def _jinja_request(marker: Path) -> rq.ProvisionRequest:
+    template = "{{ lookup('pipe', 'touch " + str(marker) + "') }}"
+    return provision(ctforge_description=f"before {template} after", ctforge_env_vars={"EVIL": template})
+
+
+def test_extravars_written_by_the_model_are_never_rendered_by_ansible_playbook(tmp_path: Path) -> None:
+    marker = tmp_path / "rendered"
+    request = _jinja_request(marker)
+    extravars = tmp_path / "vars.yml"
+    extravars.write_text(rq.extravars_yaml(request))
+    proc, seen = local_play(tmp_path, MARKER_PLAY, {}, "-e", f"@{extravars}")
+    assert seen, proc.stdout + proc.stderr
+    assert seen["description"] == request.ctforge_description
+    assert seen["env"] == request.ctforge_env_vars
+    assert not marker.exists()
+
+
+def test_a_file_the_user_wrote_is_theirs_and_is_rendered(tmp_path: Path) -> None:
+    """The counterpart that makes the test above able to fail: plain extra vars are trusted."""
+    marker = tmp_path / "rendered"
+    extravars = tmp_path / "vars.yml"
+    extravars.write_text(yaml.safe_dump(_jinja_request(marker).extravars()))
+    proc, seen = local_play(tmp_path, MARKER_PLAY, {}, "-e", f"@{extravars}")
+    assert seen, proc.stdout + proc.stderr
+    assert marker.exists() and seen["description"] == "before  after"
+
+
+def _runner(tmp_path: Path, request: rq.ProvisionRequest, **kwargs: Any) -> dict:
+    import ansible_runner
+
+    data = tmp_path / "job"
+    (data / "project").mkdir(parents=True)
+    (data / "project" / "play.yml").write_text(MARKER_PLAY)
+    result = tmp_path / "seen.json"
+    (data / "inventory").mkdir()
+    (data / "inventory" / "hosts").write_text(f"localhost ansible_connection=local result_file={result}"
+                                              f" ansible_python_interpreter={sys.executable}\n")
+    if not kwargs:
+        rq.write_extravars(request, data)
+    env = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
+    run = ansible_runner.run(private_data_dir=str(data), playbook="play.yml", envvars=env, quiet=True,
+                             **kwargs)
+    assert run.rc == 0, run.stdout.read()
+    return json.loads(result.read_text())
+
+
+def test_ansible_runner_passes_the_models_extravars_as_text(tmp_path: Path) -> None:
+    marker = tmp_path / "rendered"
+    request = _jinja_request(marker)
+    seen = _runner(tmp_path, request)
+    assert seen["description"] == request.ctforge_description and seen["env"] == request.ctforge_env_vars
+    assert not marker.exists()
+    assert (tmp_path / "job" / "env" / "extravars").stat().st_mode & 0o077 == 0
+
+
+def test_ansible_runner_renders_its_own_extravars_argument(tmp_path: Path) -> None:
+    """Why write_extravars exists: run(extravars=dict) reaches Ansible as trusted JSON and is rendered."""
+    marker = tmp_path / "rendered"
+    _runner(tmp_path, _jinja_request(marker), extravars=_jinja_request(marker).extravars())
+    assert marker.exists()
+
+
+def test_the_command_line_writes_safe_extravars(tmp_path: Path) -> None:
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps({**BASE, "ctforge_description": "{{ x }}"}))
+    proc = subprocess.run([sys.executable, "-m", "ctforge.requests", "provision", str(request_file)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert 'ctforge_description: !unsafe "{{ x }}"' in proc.stdout
+    request_file.write_text(json.dumps({**BASE, "ctforge_vmid": 1}))
+    proc = subprocess.run([sys.executable, "-m", "ctforge.requests", "provision", str(request_file)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and "ctforge_vmid" in proc.stderr
