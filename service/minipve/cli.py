@@ -14,6 +14,7 @@ import typer
 
 from minipve import config as cfg
 from minipve.host import HostConfig, HostError, Problem
+from minipve.statelock import StateDirInUse, hold
 from minipve.storagecfg import load_storages
 
 app = typer.Typer(help="A one-node Proxmox VE API over real LXC containers.", no_args_is_help=True)
@@ -59,6 +60,17 @@ def _host(settings: cfg.Settings):
             state_dir=settings.state_dir, node=settings.node, bridge=settings.bridge, subnet=settings.subnet
         )
     )
+
+
+def _hold(state_dir: Path, command: str, advice: str) -> int:
+    """The state dir's lock for this process's lifetime (see minipve.statelock), or exit."""
+    try:
+        return hold(state_dir, command)
+    except StateDirInUse as exc:
+        _die(f"{exc}: {advice}")
+    except OSError as exc:
+        _die(f"cannot lock {state_dir}: {exc}")
+    raise AssertionError("unreachable")
 
 
 def _print_problems(problems: list[Problem]) -> None:
@@ -109,6 +121,9 @@ def serve(
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     settings = _settings(state_dir, listen, port, subnet, bridge, node)
+    # Before anything else: a second serve on a state dir in use leaves the first one alone.
+    _lock = _hold(settings.state_dir, "serve", "stop that process first, or choose another --state-dir")
+    (settings.state_dir / "client.env").unlink(missing_ok=True)  # a crashed serve's, if any
     host = _host(settings)
     problems = host.check()
     if problems:
@@ -194,7 +209,9 @@ def doctor(state_dir: Path = STATE, subnet: str = SUBNET, bridge: str = BRIDGE, 
 
 @app.command()
 def reset(state_dir: Path = STATE, subnet: str = SUBNET, bridge: str = BRIDGE, node: str = NODE) -> None:
-    """Stop and remove every CT, volume, daemon, nft table and the bridge minipve made; remove STATE_DIR."""
+    """Stop and remove every CT, volume, daemon, nft table and the bridge minipve made; remove STATE_DIR.
+
+    Refused while a `minipve serve` runs on STATE_DIR."""
     saved = state_dir / SETTINGS_FILE
     if saved.exists():
         try:
@@ -203,6 +220,8 @@ def reset(state_dir: Path = STATE, subnet: str = SUBNET, bridge: str = BRIDGE, n
         except (ValueError, KeyError) as exc:
             _die(f"{saved} is damaged ({exc}); pass --subnet and --bridge")
     settings = _settings(state_dir, cfg.DEFAULT_LISTEN, cfg.DEFAULT_PORT, subnet, bridge, node)
+    if settings.state_dir.is_dir():  # refused while a serve runs on it: stop that serve first
+        _lock = _hold(settings.state_dir, "reset", "stop that process first (SIGTERM), then reset")
     try:
         _host(settings).reset()
     except HostError as exc:

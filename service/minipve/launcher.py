@@ -114,7 +114,10 @@ class MiniPVE:
     def start(self) -> MiniPVE:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._write_storage_cfg()
-        (self.state_dir / "client.env").unlink(missing_ok=True)
+        client_env = self.state_dir / "client.env"
+        # Ready once *our* serve has written client.env (a new file each time). Nothing is removed
+        # here: on a state dir in use, that file belongs to the running instance, and ours refuses.
+        before = _file_id(client_env)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self._command(
@@ -138,11 +141,10 @@ class MiniPVE:
         )
         log.close()
         deadline = time.monotonic() + self.ready_timeout
-        client_env = self.state_dir / "client.env"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise MiniPVEError(f"minipve serve exited with {self.proc.returncode}:\n{self._log_tail()}")
-            if client_env.exists():
+            if _file_id(client_env) not in (None, before):
                 self.env = _read_env(client_env)
                 if self.request("GET", "/api2/json/version")[0] == 200:
                     return self
@@ -210,6 +212,14 @@ class MiniPVE:
         self.stop()
         if self.reset_on_exit:
             self.reset()
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def _read_env(path: Path) -> dict[str, str]:
