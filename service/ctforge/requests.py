@@ -10,24 +10,25 @@ any container is touched. tests/test_requests.py keeps the two tables, the defau
 `set_stats` keys equal to this module's.
 
     request = ProvisionRequest.model_validate(yaml.safe_load(Path("examples/base.yml").read_text()))
-    write_extravars(request, private_data_dir)            # <dir>/env/extravars, every string !unsafe
+    write_extravars(request, private_data_dir)            # <dir>/env/extravars, all of it !unsafe
     result = ProvisionResult.model_validate(stats_data)   # what provision.yml reported by set_stats
 
 Templates, trust and user strings (ansible-core 2.19): Ansible renders a string as a template only when
 it is trusted, and it trusts every extra var: `-e key=value`, `-e '{"json": ...}'` and `-e @file` alike.
 ansible-runner passes `run(extravars={...})` as such JSON (or dumps it to env/extravars as JSON), so a
-description of `{{ lookup('pipe', 'id') }}` would run `id` on the controller. The YAML tag `!unsafe`
-is what Ansible's loader honours: a value under it is never trusted, so it stays that text through every
+description of `{{ lookup('pipe', 'id') }}` would run `id` on the controller. The YAML tag `!unsafe` is
+what Ansible's loader honours: a value under it is never trusted, so it stays that text through every
 `{{ var }}` and set_fact, and Proxmox stores it as written. `write_extravars` therefore writes the file
-ansible-runner reads itself (env/extravars, passed on as `-e @env/extravars`) with every string value
-tagged `!unsafe`. Never also give ansible_runner.run an `extravars=` argument: it would reach
-ansible-playbook as trusted JSON beside the file.
+ansible-runner reads itself (env/extravars, passed on as `-e @env/extravars`) as one `!unsafe` mapping.
+The tag sits on the root mapping, not on each string: 2.19 resolves a tagged scalar's type again as if it
+were plain, so `!unsafe "123"` loads as an int and `!unsafe ""` as None. Never also give
+ansible_runner.run an `extravars=` argument: it would reach ansible-playbook as trusted JSON.
 
 Plain ansible-playbook users: a `-e @file` that you wrote yourself is your own code, as trusted as your
 inventory and your playbooks, and Jinja in it is rendered, as Ansible does everywhere. Text that came
-from someone else (a form, a ticket, an API) must not be pasted into such a file as is: tag each such
-value `!unsafe` by hand, or write the file from the model (`python -m ctforge.requests provision
-REQUEST.json > vars.yml` validates a JSON or YAML request and prints it that way).
+from someone else (a form, a ticket, an API) must not be pasted into such a file as is: start the file
+with `--- !unsafe` (or tag each such list or mapping), or write it from the model: `python -m
+ctforge.requests provision REQUEST.json > vars.yml` validates a JSON or YAML request and prints it so.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -386,31 +387,24 @@ RESULTS: dict[str, type[_Result]] = {
 
 
 # --- extravars that Ansible never renders ----------------------------------------------------------
-class _Unsafe(str):
-    """A string value written with Ansible's `!unsafe` tag."""
+class _UnsafeDocument(dict):
+    """The extra vars' root mapping, written with Ansible's `!unsafe` tag."""
 
 
 class _ExtravarsDumper(yaml.SafeDumper):
     pass
 
 
+# The tag goes on the root mapping, not on each string: ansible-core 2.19 resolves a tagged scalar's type
+# again as if it were plain, so `!unsafe "123"` would load as an int and `!unsafe ""` as None. Under a
+# tagged mapping every value keeps its YAML type and every string in it, at any depth, is untrusted.
 _ExtravarsDumper.add_representer(
-    _Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style='"'))
-
-
-def _mark_unsafe(value: Any) -> Any:
-    if isinstance(value, str):
-        return _Unsafe(value)
-    if isinstance(value, Mapping):
-        return {key: _mark_unsafe(item) for key, item in value.items()}  # keys are checked names, not text
-    if isinstance(value, list | tuple):
-        return [_mark_unsafe(item) for item in value]
-    return value
+    _UnsafeDocument, lambda dumper, value: dumper.represent_mapping("!unsafe", dict(value)))
 
 
 def extravars_yaml(request: _Request) -> str:
-    """The request as an extra-vars YAML document in which every string value carries `!unsafe`."""
-    return "---\n" + yaml.dump(_mark_unsafe(request.extravars()), Dumper=_ExtravarsDumper,
+    """The request as an extra-vars YAML document whose every string Ansible takes as text, never Jinja."""
+    return "---\n" + yaml.dump(_UnsafeDocument(request.extravars()), Dumper=_ExtravarsDumper,
                                default_flow_style=False, sort_keys=True, allow_unicode=True, width=2**16)
 
 
