@@ -12,9 +12,15 @@ from pathlib import Path
 import pytest
 
 from minipve.host import HostConfig
+from minipve.host.commands import flock
+from minipve.host.network import FORWARD_REGISTRY, FORWARD_SYSCTL
 
 SUBNET = ipaddress.IPv4Network(os.environ.get("CTFORGE_TEST_HOST_SUBNET", "10.233.0.0/24"))
 BRIDGE = os.environ.get("CTFORGE_TEST_HOST_BRIDGE", "mpvehost0")
+GATEWAY = str(next(SUBNET.hosts()))
+# a second instance beside the first: the next subnet of the same size, a bridge of its own
+SUBNET2 = ipaddress.IPv4Network((int(SUBNET.broadcast_address) + 1, SUBNET.prefixlen))
+BRIDGE2 = os.environ.get("CTFORGE_TEST_HOST_BRIDGE2", f"{BRIDGE[:14]}b")
 SSH_OPTS = [
     "-o",
     "StrictHostKeyChecking=no",
@@ -76,3 +82,21 @@ def wait_ssh(ip: str, key: Path, limit: float = 30) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"SSH on {ip} did not answer within {limit} s")
+
+
+def forwarding_before() -> str:
+    """The host's ip_forward before any minipve turned it on (other sessions' instances may run)."""
+    try:
+        return (FORWARD_REGISTRY / "original").read_text()
+    except FileNotFoundError:
+        return FORWARD_SYSCTL.read_text()
+
+
+def assert_forwarding_put_back(before: str) -> None:
+    """Once this test's instances are down: forwarding stays on while any other instance on the
+    host still claims it, else it is back to the host's own value. Read under the registry's lock,
+    so an instance starting or stopping meanwhile cannot come between the two reads."""
+    with flock(FORWARD_REGISTRY / ".lock"):
+        claims = [c for c in FORWARD_REGISTRY.glob("claim-*") if Path(c.read_text().strip()).is_dir()]
+        value = FORWARD_SYSCTL.read_text()
+    assert value == ("1\n" if claims else before), (value, claims)

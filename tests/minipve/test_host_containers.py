@@ -1,24 +1,37 @@
 """LxcHost on real LXC containers: create, DHCP, SSH, apt, clones and chains, static IP, restart, reset.
 
-The tests share one host (state dir in tmp, subnet 10.233.0.0/24, bridge mpvehost0) and run in file
+The tests share one host (state dir in tmp, subnet and bridge of host_helpers) and run in file
 order, as a CT's life does; the last one resets the host and checks that nothing is left behind.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from host_helpers import host_config, require_host, ssh, ssh_key, wait_ipv4, wait_ssh
+from host_helpers import (
+    GATEWAY,
+    SUBNET,
+    assert_forwarding_put_back,
+    forwarding_before,
+    host_config,
+    require_host,
+    ssh,
+    ssh_key,
+    wait_ipv4,
+    wait_ssh,
+)
 
 from minipve.host import CTSpec, HostError
 from minipve.host.lxc import LxcHost
-from minipve.host.network import FORWARD_SYSCTL, nft_table
+from minipve.host.network import nft_table
 
 pytestmark = pytest.mark.host
+STATIC = str(SUBNET.network_address + 51)  # in the lower half, outside the DHCP range
 
 APPLIANCE = "debian-12-standard"
 LOG: list[str] = []
@@ -35,7 +48,7 @@ def net0(vmid: int, ip: str = "dhcp", gw: str | None = None) -> dict[str, str]:
 def world(tmp_path_factory: pytest.TempPathFactory):
     require_host()
     tmp = tmp_path_factory.mktemp("minipve-host")
-    forward_before = FORWARD_SYSCTL.read_text()
+    forward_before = forwarding_before()
     host = LxcHost(host_config(tmp / "state"))
     host.up()
     data = {"host": host, "key": ssh_key(tmp), "tmp": tmp, "forward_before": forward_before, "vols": {}}
@@ -66,7 +79,7 @@ def test_new_ct_gets_dhcp_address_ssh_and_apt(world) -> None:
     assert host.interfaces(200) is None
     host.start(CTSpec(vmid=200, hostname="first", volume=vol, net0=net0(200)), LOG.append)
     ip = wait_ipv4(host, 200)
-    assert ip.startswith("10.233.0.")
+    assert ipaddress.IPv4Address(ip) in SUBNET
     ifaces = {i["name"]: i for i in host.interfaces(200)}
     assert set(ifaces) == {"lo", "eth0"}
     eth0 = ifaces["eth0"]
@@ -78,13 +91,13 @@ def test_new_ct_gets_dhcp_address_ssh_and_apt(world) -> None:
     assert limit == str(512 << 20)  # CTSpec's default memory, 512 MiB
     out = ssh(ip, key, "hostname; cat /etc/resolv.conf; test -s /etc/machine-id && echo mid-ok").stdout
     assert out.splitlines()[0] == "first"
-    assert "nameserver 10.233.0.1" in out and "mid-ok" in out
+    assert f"nameserver {GATEWAY}" in out and "mid-ok" in out
     # apt through NAT and DNS forwarding, then through the apt proxy
     result = ssh(ip, key, "apt-get update -q && apt-get install -y -q hello && hello")
     assert result.returncode == 0, result.stderr[-800:]
     assert "Hello, world!" in result.stdout
     proxy = host.apt_proxy_url()
-    assert proxy == "http://10.233.0.1:3142"
+    assert proxy == f"http://{GATEWAY}:3142"
     via_proxy = ssh(
         ip,
         key,
@@ -126,15 +139,15 @@ def test_linked_clone_with_static_ip_leaves_base_untouched(world) -> None:
     assert upper_etc.stat().st_mode == (base_layer / "etc").stat().st_mode
     assert not os.path.ismount(host.volumes.rootfs(vol))
     host.start(
-        CTSpec(vmid=201, hostname="clone", volume=vol, net0=net0(201, "10.233.0.51/24", "10.233.0.1")),
+        CTSpec(
+            vmid=201, hostname="clone", volume=vol, net0=net0(201, f"{STATIC}/{SUBNET.prefixlen}", GATEWAY)
+        ),
         LOG.append,
     )
-    assert wait_ipv4(host, 201) == "10.233.0.51"
-    wait_ssh("10.233.0.51", key)
-    out = ssh(
-        "10.233.0.51", key, "echo clone > /etc/clone-only; rm /usr/bin/hello; ip -4 addr show eth0"
-    ).stdout
-    assert "brd 10.233.0.255" in out
+    assert wait_ipv4(host, 201) == STATIC
+    wait_ssh(STATIC, key)
+    out = ssh(STATIC, key, "echo clone > /etc/clone-only; rm /usr/bin/hello; ip -4 addr show eth0").stdout
+    assert f"brd {SUBNET.broadcast_address}" in out
     assert not (base_layer / "etc/clone-only").exists()
     assert (base_layer / "usr/bin/hello").exists()
     assert host.linked_clones_of(base) == [vol]
@@ -242,5 +255,5 @@ def test_reset_leaves_the_host_as_it_was(world) -> None:
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     listening = subprocess.run(["ss", "-ltnu"], capture_output=True, text=True, check=True).stdout
-    assert "10.233.0.1:" not in listening
-    assert FORWARD_SYSCTL.read_text() == world["forward_before"]
+    assert f"{GATEWAY}:" not in listening
+    assert_forwarding_put_back(world["forward_before"])

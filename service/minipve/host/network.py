@@ -1,8 +1,14 @@
 """The network minipve owns: a bridge, an nftables NAT table, dnsmasq and apt-cacher-ng.
 
 Everything listens only on the bridge's gateway address. Daemons run in their own session and are
-stopped by the PID this module wrote, never by name. IPv4 forwarding is shared by every minipve
-instance on the host: the value found before the first one is saved and put back by the last one.
+stopped by the PID this module wrote, never by name.
+
+IPv4 forwarding is one switch for the whole host, shared by every minipve instance on it. The
+registry in /run (gone at reboot, when the kernel starts from the boot value again) records the
+value the host had before the first instance turned it on, and one claim per state dir that needs
+it. An instance that goes down withdraws its own claim only; the one that withdraws the last claim
+puts the recorded value back. A claim stands while its state dir exists, so a crashed instance
+(whose containers keep running) holds forwarding until it is served and stopped again, or reset.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from minipve.host.commands import flock, pid_alive, run, write_file
 
 APT_PROXY_PORT = 3142
 FORWARD_SYSCTL = Path("/proc/sys/net/ipv4/ip_forward")
-# Host-wide claims on ip_forward, one file per state dir; removed with the last claim.
+# Host-wide: `original` (the host's value before the first claim) and one `claim-*` per state dir.
+# The directory and its `.lock` stay (an empty dir in /run): removing the lock file while another
+# instance waits on it would let a third one lock a new file beside it.
 FORWARD_REGISTRY = Path("/run/minipve-ip-forward")
 
 
@@ -161,12 +169,12 @@ class Network:
     def _claim_forwarding(self) -> None:
         FORWARD_REGISTRY.mkdir(mode=0o700, exist_ok=True)
         with flock(FORWARD_REGISTRY / ".lock"):
+            self._live_claims()  # prunes the void ones
             original = FORWARD_REGISTRY / "original"
-            if not self._live_claims() or not original.exists():
+            # Recorded once, before the first claim, and kept until the last one is withdrawn:
+            # whatever the switch says later may be another instance's doing.
+            if not original.exists():
                 write_file(original, FORWARD_SYSCTL.read_text())
-            saved = self.config.state_dir / "ip_forward.saved"
-            if not saved.exists():
-                write_file(saved, original.read_text())
             write_file(self._claim_path(), f"{self.config.state_dir.resolve()}\n")
             FORWARD_SYSCTL.write_text("1\n")
 
@@ -176,18 +184,13 @@ class Network:
         with flock(FORWARD_REGISTRY / ".lock"):
             self._claim_path().unlink(missing_ok=True)
             if self._live_claims():
-                return
+                return  # another instance still needs forwarding; it puts the value back
             original = FORWARD_REGISTRY / "original"
-            saved = self.config.state_dir / "ip_forward.saved"
-            value = original.read_text() if original.exists() else None
-            if value is None and saved.exists():
-                value = saved.read_text()
-            if value is not None and value.strip() in ("0", "1"):
-                FORWARD_SYSCTL.write_text(value)
-            original.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            (FORWARD_REGISTRY / ".lock").unlink()
-            FORWARD_REGISTRY.rmdir()
+            with contextlib.suppress(FileNotFoundError):
+                value = original.read_text()
+                if value.strip() in ("0", "1"):
+                    FORWARD_SYSCTL.write_text(value)
+                original.unlink()
 
     # -- daemons ---------------------------------------------------------------------------
     def _dnsmasq_up(self) -> None:
