@@ -456,3 +456,35 @@ def test_the_command_line_writes_safe_extravars(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "ctforge.requests", "provision", str(request_file)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and "ctforge_vmid" in proc.stderr
+
+
+SETTLE_PLAY = """\
+- name: Settle a request
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars: {{pve_api_host: 127.0.0.1, pve_api_user: root@pam, pve_api_token_id: t, pve_api_token_secret: s,
+          pve_node: minipve, pve_storage: local}}
+  tasks:
+    - name: Settle it
+      ansible.builtin.include_tasks: {tasks}/settle_request.yml
+    - name: Write it where the test reads it
+      ansible.builtin.copy:
+        content: "{{{{ __req | to_json }}}}"
+        dest: "{{{{ result_file }}}}"
+        mode: "0600"
+"""
+
+
+@pytest.mark.parametrize("value", ["s3cret-token-value", "s3cret-token-value\nsecond line"])
+def test_env_var_values_stay_out_of_the_log_even_when_refused(tmp_path: Path, value: str) -> None:
+    play = SETTLE_PLAY.format(tasks=PLAYBOOKS / "tasks")
+    proc, req = local_play(tmp_path, play, {**BASE, "ctforge_env_vars": {"API_TOKEN": value}}, "-vv")
+    out = proc.stdout + proc.stderr
+    assert "s3cret-token-value" not in out, out[-3000:]
+    if "\n" in value:
+        assert proc.returncode != 0 and "API_TOKEN" in out and not req
+    else:
+        assert proc.returncode == 0 and req["env_vars"] == {"API_TOKEN": value}
+        state_dir = os.environ.get("CTFORGE_STATE_DIR") or "/var/lib/ctforge"
+        assert req["ssh_key"] == f"{state_dir}/build_key" and req["keep_build_key"] is True
