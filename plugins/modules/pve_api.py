@@ -41,7 +41,7 @@ options:
     description:
       - Repeat the GET until a condition holds, O(poll_interval) apart, at most O(timeout) seconds.
       - C(ipv4) on C(.../interfaces) waits for a global IPv4 address; C(ssh) also waits until port 22
-        of that address answers with an SSH banner; C(template) on C(.../config) waits for C(template: 1).
+        of that address answers with an SSH banner; C(template) on C(.../config) waits until the config says C(template=1).
     type: str
     choices: [ipv4, ssh, template]
 author: ctforge
