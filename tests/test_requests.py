@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -488,3 +488,100 @@ def test_env_var_values_stay_out_of_the_log_even_when_refused(tmp_path: Path, va
         assert proc.returncode == 0 and req["env_vars"] == {"API_TOKEN": value}
         state_dir = os.environ.get("CTFORGE_STATE_DIR") or "/var/lib/ctforge"
         assert req["ssh_key"] == f"{state_dir}/build_key" and req["keep_build_key"] is True
+
+
+# --- the playbooks' check and the model agree, value for value -----------------------------------
+
+CHECK_ONE = """\
+- name: Check one candidate, recording its verdict
+  block:
+    - name: Check it
+      ansible.builtin.include_tasks: {tasks}/check_request.yml
+      vars:
+        __check: "{{{{ candidate }}}}"
+  rescue:
+    - name: Take the refusal as the verdict
+      ansible.builtin.meta: noop
+  always:
+    - name: Record the verdict
+      ansible.builtin.set_fact:
+        verdicts: "{{{{ verdicts | default([]) + [__request_problems | length == 0] }}}}"
+"""
+AGREE_PLAY = """\
+- name: Check many candidates
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Check each
+      ansible.builtin.include_tasks: {check_one}
+      loop: "{{{{ candidates }}}}"
+      loop_control:
+        loop_var: candidate
+    - name: Write the verdicts where the test reads them
+      ansible.builtin.copy:
+        content: "{{{{ verdicts | to_json }}}}"
+        dest: "{{{{ result_file }}}}"
+        mode: "0644"
+"""
+_PIECES = st.sampled_from(["name=eth0", "bridge=vmbr0", "ip=dhcp", "ip=10.0.0.2/24", "ip6=fd00::2/64",
+                           "mtu=1500", "tag=4095", "tag=7", "firewall=1", "type=veth", "gw=10.0.0.1",
+                           "hwaddr=02:00:00:00:00:01", "x=1", "name=", "name", "", "rate=1.5"])
+_JUNK = st.text(alphabet="aZ09-_.:/=,;$'\" \n\t{}%~@", max_size=12)
+
+
+@st.composite
+def candidates(draw) -> dict[str, Any]:
+    field = draw(st.sampled_from(["ctforge_net0", "ctforge_template_name", "ctforge_apt_proxy",
+                                  "ctforge_node", "ctforge_env_vars", "ctforge_vmid", "ctforge_cores",
+                                  "ctforge_description", "ctforge_stacks"]))
+    if field == "ctforge_net0":
+        parts = draw(st.lists(_PIECES, min_size=1, max_size=4))
+        value: Any = ",".join(parts) + draw(st.sampled_from(["", "", "\n"]))
+    elif field == "ctforge_env_vars":
+        value = {draw(st.sampled_from(["OK", "A B", "_x", "9a"])): draw(_JUNK)}
+    elif field in ("ctforge_vmid", "ctforge_cores"):
+        value = draw(st.integers(-5, 10_000) | _JUNK)
+    elif field == "ctforge_stacks":
+        value = draw(st.lists(st.sampled_from(["nodejs", "redis", "Node", "a;b", ""]), max_size=3))
+    else:
+        value = draw(_JUNK | st.sampled_from(["base", "pve1", "http://10.0.0.1:3142", "https://proxy/x"]))
+    return {field: value}
+
+
+def model_accepts(candidate: dict[str, Any]) -> bool:
+    try:
+        provision(**candidate)
+    except ValidationError:
+        return False
+    return True
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(batch=st.lists(candidates(), min_size=50, max_size=50,
+                      unique_by=lambda c: json.dumps(c, sort_keys=True)))
+def test_the_playbooks_check_and_the_model_agree_on_every_value(batch: list[dict[str, Any]]) -> None:
+    import tempfile
+
+    batch = [{"ctforge_vmid": 7500}, {"ctforge_net0": "name=eth0,tag=4095"},
+             {"ctforge_env_vars": {"OK": "a\nb"}}, *batch]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "check_one.yml").write_text(CHECK_ONE.format(tasks=PLAYBOOKS / "tasks"))
+        # the candidates as text, never rendered (they hold braces)
+        (tmp_path / "candidates.yml").write_text("--- !unsafe\n" + yaml.safe_dump({"candidates": batch}))
+        proc, verdicts = local_play(tmp_path, AGREE_PLAY.format(check_one=tmp_path / "check_one.yml"), {},
+                                    "-e", f"@{tmp_path / 'candidates.yml'}")
+    assert isinstance(verdicts, list) and len(verdicts) == len(batch), proc.stdout[-3000:] + proc.stderr
+    # stack ids: the formats only; the catalog is the ctforge_stacks action's to check in the playbooks
+    model = [model_accepts(c) if "ctforge_stacks" not in c else _stack_format_ok(c["ctforge_stacks"])
+             for c in batch]
+    disagree = [(c, m, v) for c, m, v in zip(batch, model, verdicts, strict=True) if m != v]
+    assert not disagree, disagree[:5]
+    assert True in model and False in model  # both verdicts occur: the comparison is not vacuous
+
+
+def _stack_format_ok(stacks: list[str]) -> bool:
+    return len(set(stacks)) == len(stacks) and all(re.fullmatch(rq.FORMATS["lists"]["ctforge_stacks"], s)
+                                                   for s in stacks)
