@@ -1,5 +1,6 @@
 """The lifecycle playbooks on minipve: the canonical chain base → nodejs → fullstack, a leak canary,
-idempotence, bad input and destroy. One chain is built per module and shared by every test."""
+idempotence, interrupted finalizes taken up again, a template that keeps no key, bad input and destroy.
+One chain is built per module and shared by every test."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from playbook_helpers import REPO, api, clone_and_start, destroy, run_playbook, 
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 
 BASE, NODEJS, FULLSTACK, PROBE = 7150, 7200, 7250, 7299
+KEYLESS = 7280  # a leaf of base built with ctforge_keep_build_key: false
 EXAMPLES = REPO / "examples"
 EXTRA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNhbmFyeWNhbmFyeWNhbmFyeWNhbmFyeWNhbmFyeWNh canary@leak"
 CANARY = f"""set -e
@@ -42,10 +44,22 @@ def chain(minipve, tmp_path_factory):
         steps["base"] = run_playbook(env, "build.yml", {**common, "ctforge_vmid": BASE},
                                      extra_files=(EXAMPLES / "base.yml",))
         assert steps["base"].rc == 0, steps["base"].output[-4000:]
-        steps["nodejs"] = run_playbook(env, "build.yml", {**common, "ctforge_vmid": NODEJS,
-                                                          "ctforge_parent_vmid": BASE},
-                                       extra_files=(EXAMPLES / "nodejs.yml",))
+        nodejs = {**common, "ctforge_vmid": NODEJS, "ctforge_parent_vmid": BASE}
+        # A real cluster lists a new CT's name only after its next stats push: the module's KeyError
+        # on 'name' must not show. The clean stop fails, as when a run dies after prepare.
+        minipve.faults(name_late=60, endpoints={"POST /nodes/{node}/lxc/{vmid}/status/shutdown":
+                                                "run interrupted after prepare"})
+        try:
+            steps["nodejs_interrupted"] = run_playbook(env, "build.yml", nodejs,
+                                                       extra_files=(EXAMPLES / "nodejs.yml",))
+        finally:
+            minipve.faults()
+        steps["nodejs_tags_after_interruption"] = px.nodes(node).lxc(NODEJS).config.get().get("tags", "")
+        steps["nodejs"] = run_playbook(env, "build.yml", nodejs, extra_files=(EXAMPLES / "nodejs.yml",))
         assert steps["nodejs"].rc == 0, steps["nodejs"].output[-4000:]
+        steps["keyless"] = run_playbook(env, "build.yml", {
+            **common, "ctforge_vmid": KEYLESS, "ctforge_parent_vmid": BASE,
+            "ctforge_template_name": "keyless", "ctforge_stacks": [], "ctforge_keep_build_key": False})
         fullstack = {**common, "ctforge_vmid": FULLSTACK, "ctforge_parent_vmid": NODEJS}
         steps["fullstack_vars"] = fullstack
         steps["provision"] = run_playbook(env, "provision.yml", fullstack,
@@ -62,6 +76,14 @@ def chain(minipve, tmp_path_factory):
         steps["parent_not_template"] = run_playbook(
             env, "provision.yml", {**common, "ctforge_vmid": 7260, "ctforge_parent_vmid": FULLSTACK,
                                    "ctforge_template_name": "child", "ctforge_stacks": []})
+        # Prepare runs, then the run dies before the CT is marked prepared: it keeps running with its
+        # host keys gone, and sshd answers nobody.
+        minipve.faults(endpoints={"PUT /nodes/{node}/lxc/{vmid}/config": "run interrupted after prepare"})
+        try:
+            steps["finalize_interrupted"] = run_playbook(env, "finalize.yml",
+                                                         {**common, "ctforge_vmid": FULLSTACK})
+        finally:
+            minipve.faults()
         steps["finalize"] = run_playbook(env, "finalize.yml", {**common, "ctforge_vmid": FULLSTACK})
         assert steps["finalize"].rc == 0, steps["finalize"].output[-4000:]
         steps["finalize_again"] = run_playbook(env, "finalize.yml", {**common, "ctforge_vmid": FULLSTACK})
@@ -87,9 +109,19 @@ def chain(minipve, tmp_path_factory):
                                               text=True, timeout=60)
         steps["probe"] = probe
         destroy(px, node, PROBE)
+        if steps["keyless"].rc == 0:
+            ip = clone_and_start(px, node, KEYLESS, PROBE)
+            steps["keyless_probe"] = {
+                "login": ssh(ip, key, "true", check=False),
+                "authorized": subprocess.run(
+                    ["lxc-attach", "-P", str(minipve.state_dir / "lxc"), "-n", str(PROBE), "--",
+                     "sh", "-c", "cat /root/.ssh/authorized_keys 2>/dev/null; true"],
+                    capture_output=True, text=True, timeout=60),
+            }
+            destroy(px, node, PROBE)
         yield steps
     finally:
-        for vmid in (PROBE, 7298, 7260, FULLSTACK, NODEJS, BASE):
+        for vmid in (PROBE, 7298, 7260, KEYLESS, FULLSTACK, NODEJS, BASE):
             if any(g["vmid"] == vmid for g in px.cluster.resources.get(type="vm")):
                 destroy(px, node, vmid)
 
@@ -143,6 +175,34 @@ def test_finalize_on_a_template_changes_nothing(chain):
 
 def _guests(chain) -> set[int]:
     return {g["vmid"] for g in chain["px"].cluster.resources.get(type="vm")}
+
+
+def test_an_interrupted_build_is_taken_up_by_running_it_again(chain):
+    """Stopped after prepare and the mark: build.yml again converts the CT without preparing it again."""
+    interrupted = chain["nodejs_interrupted"]
+    assert interrupted.rc != 0 and "run interrupted after prepare" in interrupted.output
+    assert "KeyError" not in interrupted.output
+    assert "ctforge-prepared" in chain["nodejs_tags_after_interruption"]
+    again = chain["nodejs"].output
+    assert "was prepared for templating by a finalize that did not finish" in again
+    assert "Ensure each installed stack has shed" not in again  # not prepared twice
+    assert "ctforge-prepared" not in chain["px"].nodes(chain["node"]).lxc(NODEJS).config.get().get("tags", "")
+
+
+def test_a_ct_left_running_without_host_keys_is_restarted_and_finalized(chain):
+    """Stopped after prepare, before the mark: sshd answers nobody until a restart makes new host keys."""
+    interrupted = chain["finalize_interrupted"]
+    assert interrupted.rc != 0 and "run interrupted after prepare" in interrupted.output
+    restart = "Restart the staging CT, so that its first-boot unit makes new SSH host keys"
+    assert restart in chain["finalize"].output
+
+
+def test_a_template_that_keeps_no_key_trusts_none(chain):
+    run = chain["keyless"]
+    assert run.rc == 0, run.output[-4000:]
+    probe = chain["keyless_probe"]
+    assert probe["login"].returncode == 255 and "Permission denied" in probe["login"].stderr, probe["login"]
+    assert probe["authorized"].stdout.strip() == "", probe["authorized"]
 
 
 def test_parent_that_is_not_a_template_is_refused(chain):

@@ -98,3 +98,35 @@ def test_the_token_secret_never_reaches_the_output(minipve, tmp_path):
     ], "-vvv")
     assert rc == 0
     assert secret not in output
+
+
+def test_follow_waits_for_a_task_it_did_not_start(minipve, tmp_path):
+    px = api(minipve.env)
+    node = minipve.env["PROXMOX_NODE"]
+    appliance = px.nodes(node).storage("local").content.get(content="vztmpl")[0]["volid"]
+    create = {"vmid": VMID, "ostemplate": appliance, "storage": "local", "rootfs": "local:1"}
+    rc, results, _ = run_tasks(minipve.env, tmp_path, [
+        {"pve_api": {"method": "POST", "path": f"/nodes/{node}/lxc", "wait": False, "data": create},
+         "register": "made"},
+        {"pve_api": {"follow": "{{ made.upid }}"}},
+        {"pve_api": {"method": "DELETE", "path": f"/nodes/{node}/lxc/{VMID}"}},
+    ])
+    assert rc == 0, results
+    assert "exitstatus" not in results[0]
+    assert results[1]["exitstatus"] == "OK" and results[1]["upid"] == results[0]["upid"]
+
+
+def test_a_module_step_reports_a_failed_task_in_proxmoxs_words_without_waiting_out_a_timeout(
+        minipve, faults, tmp_path):
+    """playbooks/tasks/pve_ct.yml: community.proxmox.proxmox notices a failed task only at its own timeout."""
+    px = api(minipve.env)
+    node = minipve.env["PROXMOX_NODE"]
+    appliance = px.nodes(node).storage("local").content.get(content="vztmpl")[0]["volid"]
+    faults(tasks={"vzcreate": "injected: the storage went away"})
+    rc, _, output = run_tasks(minipve.env, tmp_path, [{
+        "ansible.builtin.include_tasks": str(REPO / "playbooks" / "tasks" / "pve_ct.yml"),
+        "vars": {"__ct": {"vmid": VMID, "node": node, "hostname": "probe", "ostemplate": appliance,
+                          "storage": "local", "disk": "local:1", "timeout": 2}}}])
+    assert rc != 0
+    assert f"Proxmox task vzcreate {VMID} failed: injected: the storage went away" in output
+    assert all(ct["vmid"] != VMID for ct in px.nodes(node).lxc.get())
