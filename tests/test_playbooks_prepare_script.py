@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -28,8 +31,8 @@ def test_committed_script_is_the_render_of_the_role():
 
 
 def test_script_holds_what_the_role_runs_as_ansible_renders_it(tmp_path):
-    """The role sends prepare-template.sh.j2 and check.sh.j2 through Ansible's template lookup; both
-    renders appear verbatim in the script for use by hand."""
+    """The role sends scrub.sh.j2, check.sh.j2 and prepare-template.sh.j2 through Ansible's template
+    lookup; each render appears verbatim in the script for use by hand, in the role's order."""
     playbook = tmp_path / "render.yml"
     playbook.write_text(yaml.safe_dump([{
         "hosts": "localhost", "gather_facts": False,
@@ -37,17 +40,20 @@ def test_script_holds_what_the_role_runs_as_ansible_renders_it(tmp_path):
         "tasks": [{"ansible.builtin.copy": {
             "dest": str(tmp_path / f"{name}.sh"),
             "content": f"{{{{ lookup('ansible.builtin.template', '{ROLE / 'templates' / name}.sh.j2') }}}}"}}
-            for name in ("common", "prepare-template", "check")],
+            for name in ("common", "scrub", "check", "prepare-template")],
     }]))
     subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", "-c", "local",
                     "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
                    cwd=REPO, check=True, capture_output=True, timeout=300)
     script = SCRIPT.read_text()
     assert (tmp_path / "common.sh").read_text() in script, f"common.sh.j2 is not in {SCRIPT.name}"
-    for name in ("prepare-template", "check"):
+    positions = []
+    for name in ("scrub", "check", "prepare-template"):
         rendered = (tmp_path / f"{name}.sh").read_text()
         assert rendered.count("\n") > 10, rendered
         assert rendered in script, f"{name}.sh.j2 as the role runs it is not in {SCRIPT.name}"
+        positions.append(script.index(rendered))
+    assert positions == sorted(positions), "the script must scrub, check, then prepare, as the role does"
 
 
 def test_script_names_every_path_the_role_removes():
@@ -77,6 +83,45 @@ def test_role_covers_the_credentials_the_stacks_leave():
         ".docker/config.json",
     } <= creds
     assert ".bash_history" in data["_prepare_template_home_histories"]
+
+
+def test_role_covers_by_path_the_credentials_a_person_leaves():
+    """Every class of issue 11: by path here; tests/test_scrub.py plants each and finds none in a clone."""
+    data = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    creds = set(data["_prepare_template_home_credentials"])
+    assert {
+        ".ssh/id_ed25519", ".ssh/id_rsa", ".ssh/authorized_keys2",  # keys
+        ".aws", ".config/gcloud", ".azure", ".kube", ".netrc",  # cloud CLIs, cluster clients
+        ".pypirc", ".cargo/credentials", ".cargo/credentials.toml", ".gem/credentials",  # package indexes
+        ".docker/config.json", ".config/containers/auth.json",  # container registries
+        ".git-credentials", ".config/git/credentials",  # git's credential store
+    } <= creds
+    assert {".config/pip/pip.conf", ".pip/pip.conf"} <= set(data["_prepare_template_home_url_configs"])
+    assert "/etc/pip.conf" in data["_prepare_template_system_url_configs"]
+
+
+def test_homes_are_every_users_but_not_system_directories():
+    """homes() of common.sh.j2, run against a passwd database of service users and system accounts (in
+    /var/tmp: homes() leaves out /tmp, which the scrub empties)."""
+    common = _generator().render().split("\nhomes() {", 1)[1].split("\n}\n", 1)[0]
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        for home in ("home/dev", "var/lib/postgresql", "var/lib/redis"):
+            os.makedirs(f"{tmp}/{home}")
+        passwd = "\n".join(f"{name}:x:{uid}:{uid}::{home}:/bin/sh" for uid, (name, home) in enumerate([
+            ("root", "/root"), ("dev", f"{tmp}/home/dev"), ("postgres", f"{tmp}/var/lib/postgresql"),
+            ("redis", f"{tmp}/var/lib/redis"), ("gone", f"{tmp}/var/lib/gone"), ("sync", "/bin"),
+            ("sshd", "/run/sshd"), ("systemd-network", "/"), ("_apt", "/nonexistent"),
+            ("daemon", "/usr/sbin"), ("tmpuser", "/tmp"),
+        ]))
+        script = f"getent() {{ printf '%s\\n' {shlex.quote(passwd)}; }}\nhomes() {{{common}\n}}\nhomes\n"
+        out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+        assert out.split() == sorted(["/root", f"{tmp}/home/dev", f"{tmp}/var/lib/postgresql",
+                                      f"{tmp}/var/lib/redis"])
+
+
+def test_script_says_the_scan_by_content_needs_the_controller():
+    text = SCRIPT.read_text()
+    assert "by where they are only" in text and "on the controller" in text
 
 
 def test_agent_names_default_to_the_product_and_are_configurable():
