@@ -24,15 +24,17 @@ export ANSIBLE_CONFIG=$ROOT/ansible.cfg PATH=$ROOT/.venv/bin:$PATH
 
 if ! serving; then
   log "Starting minipve (state in $STATE, log in $LOG); the first start builds the Debian 12 appliance"
-  rm -f "$STATE/client.env"
+  # serve refuses a state dir another process holds (it names the PID), and writes client.env anew
+  # once it answers: wait for one newer than any left behind.
+  touch "$STATE.serve.start" 2>/dev/null || { mkdir -p "$(dirname "$STATE")"; touch "$STATE.serve.start"; }
   setsid minipve serve --state-dir "$STATE" >"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 900); do
-    [ -f "$STATE/client.env" ] && break
+    [ "$STATE/client.env" -nt "$STATE.serve.start" ] && break
     if ! serving; then echo "minipve did not start; its log says:" >&2; tail -n 20 "$LOG" >&2; exit 1; fi
     sleep 1
   done
-  [ -f "$STATE/client.env" ] || { echo "minipve did not become ready in 15 minutes: see $LOG" >&2; exit 1; }
+  [ "$STATE/client.env" -nt "$STATE.serve.start" ] || { echo "minipve did not become ready in 15 minutes: see $LOG" >&2; exit 1; }
 fi
 set -a; . "$STATE/client.env"; set +a
 

@@ -362,8 +362,10 @@ class _Result(BaseModel):
 class ProvisionResult(_Result):
     vmid: Vmid
     node: NodeId
-    ip: IpAddress
-    stacks: list[StackId]
+    # both None when the CT was prepared by a finalize that did not finish: provision leaves it
+    # untouched (not even reached over SSH) and finalize converts it
+    ip: IpAddress | None
+    stacks: list[StackId] | None
     build_key: Fingerprint | None = None  # SHA256 fingerprint of the SSH key the CT trusts
 
 
