@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Render scripts/prepare-proxmox-template.sh from the prepare_template role.
 
-The role runs templates/prepare-template.sh.j2 and templates/check.sh.j2, each after common.sh.j2, on
+The role runs templates/scrub.sh.j2, check.sh.j2 and prepare-template.sh.j2, each after common.sh.j2, on
 the staging CT; the script for use by hand (templates/prepare-proxmox-template.sh.j2) includes those
-same templates, rendered with the role's defaults and vars, so the two cannot drift apart.
+same templates, rendered with the role's defaults and vars, so the two cannot drift apart. The role's
+credential scan by content (scan.sh.j2 and the ctforge_credential_scan action) runs on the controller and
+has no part in the script.
 tests/test_playbooks_prepare_script.py fails when the committed script differs from a fresh render.
 Usage: python scripts/gen-prepare-script.py [--check]
 """
