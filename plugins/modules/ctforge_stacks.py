@@ -12,7 +12,7 @@ description:
     their requirements and accumulates them on top of the inherited ones.
   - Fails with the catalog's own message, which names the culprit, for an unknown stack or a cycle.
   - Reads only; never changes anything. Runs on the controller, in the process that runs Ansible, as an
-    action plugin: the ctforge package must be importable there (run Ansible from ctforge's virtualenv).
+    action plugin, so the ctforge package must be importable there (run Ansible from its virtualenv).
 options:
   own: {description: The template's own stack ids., type: list, elements: str, default: []}
   inherited: {description: The parent's effective stack ids (already installed)., type: list, elements: str, default: []}

@@ -12,8 +12,8 @@ description:
   - When the reply is a task id (UPID) and O(wait) is true, polls the task's status until it stops.
     A task that stops with an error fails the module at once with the task's own message, instead of
     waiting for a timeout as the community.proxmox modules do; C(WARNINGS) count as success.
-  - Used only for what the community.proxmox modules lack (failure detection, raw reads).
-  - Runs on the controller whatever the task's host, as an action plugin: no module is shipped.
+  - Used only for what the community.proxmox modules lack (waiting on a task by UPID, polling for an address or a conversion, node storages, ctforge's own tag).
+  - Runs on the controller whatever the task's host, as an action plugin, so no module is shipped.
   - In check mode, GET requests are sent and other methods are skipped.
 options:
   api_host: {description: Proxmox VE API host (env PROXMOX_HOST)., type: str}
@@ -50,6 +50,6 @@ author: ctforge
 RETURN = r"""
 data: {description: The reply's data., returned: always, type: raw}
 upid: {description: The task id when the reply was one., returned: when a task was started, type: str}
-exitstatus: {description: The task's exit status (OK, WARNINGS n or the error)., returned: when waited, type: str}
+exitstatus: {description: "The task's exit status: OK, WARNINGS n or the error.", returned: when waited, type: str}
 ipv4: {description: The CT's global IPv4 address., returned: with until ipv4 or ssh, type: str}
 """
