@@ -22,7 +22,7 @@ from ctforge.rolespecs import RoleSpecError, check_role, role_dirs
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 ROLES = REPO / "roles"
-PYTHON_DIRS = ["service", "tests", "scripts", "plugins"]
+PYTHON_DIRS = ["service", "tests", "scripts", "plugins", "roles/prepare_template/action_plugins"]
 ENV = {
     **os.environ,
     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
