@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from ctforge import formats
 from ctforge import requests as rq
 from playbook_helpers import REPO, local_play
 
@@ -126,7 +127,7 @@ FORMATS_PLAY = """\
 def test_the_playbooks_formats_are_the_models_as_ansible_renders_them(tmp_path: Path) -> None:
     proc, rendered = local_play(tmp_path, FORMATS_PLAY.format(tasks=PLAYBOOKS / "tasks"), {})
     assert rendered, proc.stdout + proc.stderr
-    assert rendered == rq.FORMATS
+    assert rendered == formats.FORMATS
 
 
 def _defaults(text: str) -> dict[str, list[str]]:
@@ -169,7 +170,7 @@ def test_settle_request_checks_every_field_of_the_request() -> None:
     checked = next(t["vars"]["__check"] for t in settle
                    if t.get("ansible.builtin.include_tasks") == "check_request.yml")
     assert set(checked) == set(rq.ProvisionRequest.model_fields)
-    known = set(rq.SCALARS) | set(rq.LISTS) | set(rq.MAPPINGS) | set(rq.NETS)
+    known = set(formats.SCALARS) | set(formats.LISTS) | set(formats.MAPPINGS) | set(formats.NETS)
     assert set(rq.ProvisionRequest.model_fields) == known
 
 
@@ -283,9 +284,9 @@ def nets(draw) -> str:
 @settings(max_examples=200, deadline=None)
 @given(net=nets(), junk=st.sampled_from([*METACHARACTERS, ",", ",name=eth1", "="]))
 def test_a_valid_net0_passes_and_any_junk_after_it_is_refused(net: str, junk: str) -> None:
-    rq.parse_net(net)
+    formats.parse_net(net)
     with pytest.raises(ValueError):
-        rq.parse_net(net + junk)
+        formats.parse_net(net + junk)
 
 
 @settings(max_examples=300, deadline=None)
@@ -296,7 +297,7 @@ def test_the_numeric_patterns_are_proxmox_bounds(n: int) -> None:
               "ctforge_memory": (16, 999_999_999), "ctforge_swap": (0, 999_999_999),
               "ctforge_disk_gb": (1, 999_999), "ctforge_pve_module_wait": (1, 9999)}
     for field, (low, high) in bounds.items():
-        by_pattern = re.fullmatch(rq.FORMATS["scalars"][field], str(n)) is not None
+        by_pattern = re.fullmatch(formats.FORMATS["scalars"][field], str(n)) is not None
         assert by_pattern == (low <= n <= high), (field, n)
         try:
             provision(**{field: n})
@@ -305,7 +306,7 @@ def test_the_numeric_patterns_are_proxmox_bounds(n: int) -> None:
             accepted = False
         assert accepted == by_pattern, (field, n)
     for key, (low, high) in {"mtu": (64, 65535), "tag": (1, 4094)}.items():
-        by_pattern = re.fullmatch(rq.FORMATS["net_keys"][key], str(n)) is not None
+        by_pattern = re.fullmatch(formats.FORMATS["net_keys"][key], str(n)) is not None
         assert by_pattern == (low <= n <= high), (key, n)
 
 
@@ -314,7 +315,7 @@ def test_the_numeric_patterns_are_proxmox_bounds(n: int) -> None:
 def test_text_is_accepted_exactly_when_the_playbooks_pattern_matches_it(text: str) -> None:
     for field in ("ctforge_template_name", "ctforge_node", "ctforge_storage", "ctforge_description",
                   "ctforge_apt_proxy", "ctforge_dev_user", "ctforge_ssh_private_key_file"):
-        by_pattern = re.fullmatch(rq.FORMATS["scalars"][field], text) is not None
+        by_pattern = re.fullmatch(formats.FORMATS["scalars"][field], text) is not None
         try:
             provision(**{field: text})
             accepted = True
@@ -583,5 +584,5 @@ def test_the_playbooks_check_and_the_model_agree_on_every_value(batch: list[dict
 
 
 def _stack_format_ok(stacks: list[str]) -> bool:
-    return len(set(stacks)) == len(stacks) and all(re.fullmatch(rq.FORMATS["lists"]["ctforge_stacks"], s)
+    return len(set(stacks)) == len(stacks) and all(re.fullmatch(formats.FORMATS["lists"]["ctforge_stacks"], s)
                                                    for s in stacks)

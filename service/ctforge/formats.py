@@ -1,0 +1,153 @@
+"""Proxmox VE's formats for the playbooks' request variables, as patterns matched whole.
+
+pve-common's JSONSchema formats and pve-container's netN property string, by playbook variable
+(`ctforge_vmid`, `ctforge_net0`, ...). Every pattern is matched whole (`anchored`: `\\A...\\Z`), so a
+trailing newline or a shell metacharacter is refused. `FORMATS` is the table that
+playbooks/tasks/request_formats.yml builds for check_request.yml; ctforge.requests types its models
+with the same patterns, and tests/test_requests.py keeps the two tables equal.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
+_H16 = r"[0-9a-fA-F]{1,4}"
+_LS32 = rf"(?:{_H16}:{_H16}|{IPV4})"
+# RFC 3986's IPv6address, as pve-common's IPV6RE builds it.
+IPV6 = "(?:" + "|".join((
+    rf"(?:{_H16}:){{6}}{_LS32}",
+    rf"::(?:{_H16}:){{5}}{_LS32}",
+    rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+    rf"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+    rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+    rf"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+    rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+)) + ")"
+# pve_verify_cidrv4 / cidrv6: a prefix of 8 to 32 (IPv4) or 8 to 128 (IPv6) bits.
+CIDR4 = rf"{IPV4}/(?:[89]|[12][0-9]|3[0-2])"
+CIDR6 = rf"{IPV6}/(?:[89]|[1-9][0-9]|1[01][0-9]|12[0-8])"
+# PVE::JSONSchema::parse_boolean, case-insensitive.
+BOOLEAN = r"(?i:1|0|on|off|yes|no|true|false)"
+
+
+def anchored(pattern: str) -> str:
+    return rf"\A(?:{pattern})\Z"
+
+
+# The LXC netN property string (pve-container's $netconf_desc), one pattern per key for its value.
+NET_KEYS: dict[str, str] = {
+    "name": r"[-_.A-Za-z0-9]+",
+    "bridge": r"[-_.A-Za-z0-9]+",  # pve-bridge-id
+    "hwaddr": r"[0-9a-fA-F][02468aceACE](?::[0-9a-fA-F]{2}){5}",  # mac-addr: unicast (I/G bit clear)
+    "ip": rf"dhcp|manual|{CIDR4}",  # pve-ipv4-config
+    "gw": IPV4,
+    "ip6": rf"auto|dhcp|manual|{CIDR6}",  # pve-ipv6-config
+    "gw6": IPV6,
+    "firewall": BOOLEAN,
+    "link_down": BOOLEAN,
+    "host-managed": BOOLEAN,
+    "mtu": r"6[4-9]|[7-9][0-9]|[1-9][0-9]{2,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+           r"|6553[0-5]",  # 64 - 65535
+    "rate": r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+",  # Mbps
+    "tag": r"[1-9][0-9]{0,2}|[1-3][0-9]{3}|40[0-8][0-9]|409[0-4]",  # VLAN 1-4094
+    "trunks": r"[0-9]+(?:;[0-9]+)*",
+    "type": r"veth",
+}
+NET_REQUIRED = ("name",)
+
+VMID_MIN, VMID_MAX = 100, 999_999_999  # pve-vmid
+CORES_MAX = 8192
+MEMORY_MIN = 16
+DESCRIPTION_MAX = 8192  # pve-container: description maxLength 8 KiB
+
+ABS_PATH = r"~?/[A-Za-z0-9._+@/-]*"  # an absolute (or ~/) path without spaces, quotes or shell syntax
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST = rf"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[{IPV6}\]"
+STACK_ID = r"[a-z][a-z0-9_]{0,63}"  # the catalog's stack ids
+STORAGE_ID = r"[a-zA-Z][a-zA-Z0-9._-]*[a-zA-Z0-9]"  # pve-storage-id
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
+_APPLIANCE = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}"
+
+# Scalar variables: the whole value (an int or bool as its text) must match.
+SCALARS: dict[str, str] = {
+    # One DNS label in lower case: a hostname Proxmox accepts (dns-name, max 255) and a sane record name.
+    "ctforge_template_name": _DNS_LABEL,
+    "ctforge_vmid": r"[1-9][0-9]{2,8}",  # pve-vmid: 100 - 999999999
+    "ctforge_parent_vmid": r"[1-9][0-9]{2,8}",
+    "ctforge_smoke_vmid": r"[1-9][0-9]{2,8}",
+    "ctforge_node": r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?",  # pve-node
+    "ctforge_storage": STORAGE_ID,
+    "ctforge_template_storage": STORAGE_ID,
+    # An appliance name (debian-12-standard) or a volume id (local:vztmpl/debian-12-standard_12.12-1_amd64...)
+    "ctforge_base_ct_template": rf"{_APPLIANCE}|{STORAGE_ID}:vztmpl/{_APPLIANCE}",
+    "ctforge_cores": r"[1-9][0-9]{0,2}|[1-7][0-9]{3}|80[0-9]{2}|81[0-8][0-9]|819[0-2]",  # 1 - 8192
+    "ctforge_memory": r"1[6-9]|[2-9][0-9]|[1-9][0-9]{2,8}",  # MiB, >= 16
+    "ctforge_swap": r"0|[1-9][0-9]{0,8}",  # MiB, >= 0
+    "ctforge_disk_gb": r"[1-9][0-9]{0,5}",  # GiB, >= 1
+    "ctforge_unprivileged": BOOLEAN,
+    "ctforge_keep_build_key": BOOLEAN,
+    # Free text, stored by Proxmox as the config's comment: lines and tabs, no other control characters.
+    "ctforge_description": rf"[^\x00-\x08\x0b-\x1f\x7f]{{0,{DESCRIPTION_MAX}}}",
+    "ctforge_ssh_private_key_file": ABS_PATH,
+    "ctforge_state_dir": ABS_PATH,
+    # How long a community.proxmox module waits for its task before the playbook follows it by UPID (s).
+    "ctforge_pve_module_wait": r"[1-9][0-9]{0,3}",
+    # The roles' shared options (roles/*/defaults): the dev user's name, and a full pass of every role.
+    "ctforge_dev_user": r"(?!root\Z)[a-z_][a-z0-9_-]{0,31}",  # a user name other than root
+    "ctforge_reapply": BOOLEAN,
+    # The build-time apt proxy: empty, or http(s)://host[:port][/path]; no quote or space for apt.conf.
+    "ctforge_apt_proxy": rf"|https?://(?:{_HOST})(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~%/-]*)?",
+}
+# Scalars that must be text: a number or a boolean there is refused (the others take digits as text too).
+TEXTS = ("ctforge_template_name", "ctforge_node", "ctforge_storage", "ctforge_template_storage",
+         "ctforge_base_ct_template", "ctforge_description", "ctforge_ssh_private_key_file",
+         "ctforge_state_dir", "ctforge_apt_proxy", "ctforge_dev_user")
+# List variables: each item must match; no item twice.
+LISTS: dict[str, str] = {
+    "ctforge_stacks": STACK_ID,
+    "ctforge_inherited_stacks": STACK_ID,
+    "ctforge_ca_certificates": ABS_PATH,
+}
+# Mapping variables: each key and each value must match.
+MAPPINGS: dict[str, dict[str, str]] = {
+    # One line of text per variable, without control characters (written to the CT's environment).
+    "ctforge_env_vars": {"key": ENV_NAME, "value": r"[^\x00-\x1f\x7f]{0,4096}"},
+}
+# netN property strings: each part KEY=VALUE with a key of NET_KEYS and a value of its format, no key
+# twice, the required keys present.
+NETS = ("ctforge_net0",)
+
+# The table playbooks/tasks/request_formats.yml builds for check_request.yml, anchored for `match`.
+FORMATS: dict[str, Any] = {
+    "scalars": {name: anchored(p) for name, p in SCALARS.items()},
+    "texts": list(TEXTS),
+    "lists": {name: anchored(p) for name, p in LISTS.items()},
+    "mappings": {name: {k: anchored(p) for k, p in kv.items()} for name, kv in MAPPINGS.items()},
+    "nets": list(NETS),
+    "net_keys": {key: anchored(p) for key, p in NET_KEYS.items()},
+    "net_required": list(NET_REQUIRED),
+}
+
+
+def parse_net(value: str) -> dict[str, str]:
+    """A netN property string as Proxmox parses it, refused with the reason on an unknown key or bad value."""
+    parts = value.split(",")
+    parsed: dict[str, str] = {}
+    for part in parts:
+        key, _, text = part.partition("=")
+        if key not in NET_KEYS:
+            raise ValueError(f"{part!r}: {key!r} is not a netN key (the keys are: {', '.join(NET_KEYS)})")
+        if re.fullmatch(anchored(NET_KEYS[key]), text) is None:
+            raise ValueError(f"{part!r}: not a valid value for {key}")
+        if key in parsed:
+            raise ValueError(f"the key {key!r} appears twice")
+        parsed[key] = text
+    missing = [key for key in NET_REQUIRED if key not in parsed]
+    if missing:
+        raise ValueError(f"the key {missing[0]!r} is required")
+    return parsed
