@@ -36,3 +36,78 @@ ROLE_SPEC_MISMATCH = (
 
 # The command line.
 CLI_ERROR = "error: {message}"
+
+# The service's settings.
+VMID_RANGE_SYNTAX = "{value!r} is not a VMID range: write FIRST-LAST, e.g. 500-999"
+VMID_RANGE_BOUNDS = "{value!r}: a VMID range runs from {low} to {high}, first id not above the last"
+VMID_RANGES_OVERLAP = (
+    "the template VMIDs ({templates}) and the workspace VMIDs ({workspaces}) overlap: "
+    "set CTFORGE_TEMPLATE_VMIDS and CTFORGE_WORKSPACE_VMIDS to ranges apart"
+)
+
+# The database.
+DATABASE_UNREACHABLE = "cannot open the database {url}: {error}"
+DATABASE_BEHIND = (
+    "the database {url} is at revision {current}, the service needs {head}: "
+    "run `ctforge db upgrade` first"
+)
+
+# Users and tokens.
+USER_NAME_INVALID = "{name!r} is not a user name: lower-case letters, digits, '.', '_' and '-' ({pattern})"
+USER_EXISTS = "a user named {name!r} exists already"
+USER_NOT_FOUND = "no user named {name!r}: add one with `ctforge users add {name}`"
+TOKEN_MISSING = (
+    "this route needs a bearer token: send `Authorization: Bearer <token>` "
+    "(make one with `ctforge tokens create USER`)"
+)
+TOKEN_INVALID = (
+    "the bearer token is not valid: it was revoked or mistyped; "
+    "make one with `ctforge tokens create USER`"
+)
+
+# Proxmox, as the service reads it.
+PROXMOX_DOWN = (
+    "Proxmox VE at {where} did not answer ({error}): nothing was changed; "
+    "check that it runs and that PROXMOX_HOST and PROXMOX_PORT point at it"
+)
+PROXMOX_REFUSED = (
+    "Proxmox VE at {where} refused to list the cluster's guests (HTTP {status}: {reason}): "
+    "nothing was changed; check PROXMOX_USER, PROXMOX_TOKEN_ID and PROXMOX_TOKEN_SECRET, and the "
+    "token's VM.Audit right"
+)
+
+# VMIDs.
+VMID_RANGE_EXHAUSTED = (
+    "no free VMID left for a {kind} in {range}: every id there is claimed or in use on the cluster; "
+    "free one (delete a record or a CT) or widen the range (CTFORGE_TEMPLATE_VMIDS, CTFORGE_WORKSPACE_VMIDS)"
+)
+
+# Templates.
+TEMPLATE_NOT_FOUND = "no template with id {id}"
+TEMPLATE_NOT_VISIBLE = "template {id} belongs to another user and is not a default: ask its owner or an admin"
+TEMPLATE_NOT_YOURS = "template {name!r} belongs to {owner!r}: only its owner or an admin may change it"
+TEMPLATE_NAME_TAKEN = "you have a template named {name!r} already: choose another name"
+TEMPLATE_BUSY = "template {name!r} is {status}: a job works on it; wait until it ends, then try again"
+TEMPLATE_HAS_CHILDREN = "template {name!r} cannot be deleted: {children} inherit from it; delete them first"
+DEFAULT_NEEDS_ADMIN = "only an admin may make a template a default (is_default), or stop it being one"
+PARENT_NOT_FOUND = "no parent template with id {id} that you may use: it does not exist or is not yours"
+PARENT_NOT_READY = (
+    "parent template {name!r} is {status}: a child is made from a ready parent with a VMID; "
+    "build the parent first"
+)
+PARENT_CYCLE = "template {name!r} cannot inherit from {parent!r}: the parent chain would be a cycle ({chain})"
+PARENT_REMOVED = (
+    "template {name!r} has a parent: a child cannot become a base; make a new base template instead"
+)
+CHILD_BASE_GIVEN = (
+    "a child inherits its base CT template from its parent: {parent!r} is built on {parent_base!r}, "
+    "not {base!r}; leave base_ct_template out"
+)
+BASE_NEEDS_APPLIANCE = (
+    "a template without a parent starts from an appliance: give base_ct_template "
+    "(e.g. debian-12-standard)"
+)
+STATUS_ILLEGAL = "template {name!r} cannot go from {current} to {to}; from {current} it can go to: {allowed}"
+STATUS_CHANGED_MEANWHILE = (
+    "template {name!r} was {expected} but is {found} now: another writer moved it first"
+)

@@ -1,0 +1,126 @@
+"""The service's tables, as SQLAlchemy 2 models. The migrations in db/migrations/ create them;
+tests/test_db.py checks that the two agree."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+STATUSES = ("pending", "provisioning", "staging", "ready", "error")
+CLAIM_KINDS = ("template", "workspace")
+
+# Constraint names that Alembic can address on SQLite and PostgreSQL alike.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    """A bearer token, kept as the SHA-256 of its text: the text itself is shown once, at creation."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
+    label: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Template(Base):
+    __tablename__ = "templates"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name"),
+        CheckConstraint(_in("status", STATUSES), name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("templates.id", ondelete="RESTRICT"), index=True)
+    base_ct_template: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    vmid: Mapped[int | None] = mapped_column(Integer, unique=True)
+    node: Mapped[str | None] = mapped_column(String(64))
+    storage: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    tech_stacks: Mapped[list[str]] = mapped_column(default=list)
+    inherited_tech_stacks: Mapped[list[str]] = mapped_column(default=list)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    staging_container_ip: Mapped[str | None] = mapped_column(String(64))
+    env_vars: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What the CT was built from, set when it became ready; an edit of a ready record raises the flag.
+    needs_rebuild: Mapped[bool] = mapped_column(Boolean, default=False)
+    built_stacks: Mapped[list[str] | None] = mapped_column(JSON)
+    built_fingerprint: Mapped[str | None] = mapped_column(String(80))
+    build_key_fingerprint: Mapped[str | None] = mapped_column(String(80))
+    ready_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+    parent: Mapped[Template | None] = relationship(remote_side=[id])
+
+
+class VmidClaim(Base):
+    """Which record holds which VMID: the primary key is the claim, so no VMID has two owners."""
+
+    __tablename__ = "vmid_claims"
+    __table_args__ = (CheckConstraint(_in("kind", CLAIM_KINDS), name="kind"),)
+
+    vmid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    template_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("templates.id", ondelete="CASCADE"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,1 @@
+"""The records' rules: templates, VMID claims, users and tokens. The only place a status moves."""

@@ -1,0 +1,67 @@
+"""VMID claims: the lowest free id of a kind's range, claimed by a unique insert.
+
+Free means in no claim and not in use on the cluster. The claim is the insert of the id as the
+primary key of vmid_claims, inside a savepoint: when a concurrent request (this process or
+another one on the same PostgreSQL) took the id first, the insert fails and the next free id is
+tried. Nothing reads a counter and writes it back, so no two records ever get one VMID.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ctforge import messages
+from ctforge.db.models import Template, VmidClaim
+from ctforge.records.errors import Conflict
+from ctforge.settings import VmidRange
+
+
+def free_ids(vmids: VmidRange, taken: Iterable[int]) -> Iterator[int]:
+    """The ids of `vmids` not in `taken`, lowest first, without walking the taken ones one by one."""
+    cursor = vmids.first
+    for used in sorted({t for t in taken if t in vmids}):
+        yield from range(cursor, used)
+        cursor = used + 1
+    yield from range(cursor, vmids.last + 1)
+
+
+def claimed(session: Session, vmids: VmidRange) -> set[int]:
+    rows = session.scalars(select(VmidClaim.vmid).where(VmidClaim.vmid.between(vmids.first, vmids.last)))
+    return set(rows)
+
+
+def claim(session: Session, kind: str, vmids: VmidRange, *, template_id: uuid.UUID | None,
+          in_use: Iterable[int] = ()) -> int:
+    """Claim the lowest free id of `vmids` for a record; Conflict when the range has none left."""
+    taken = claimed(session, vmids) | set(in_use)
+    for vmid in free_ids(vmids, taken):
+        try:
+            with session.begin_nested():
+                session.add(VmidClaim(vmid=vmid, kind=kind, template_id=template_id))
+        except IntegrityError:
+            continue  # claimed by a concurrent request since we read the claims: try the next one
+        return vmid
+    raise Conflict(messages.VMID_RANGE_EXHAUSTED.format(kind=kind, range=vmids))
+
+
+def release(session: Session, vmid: int) -> None:
+    session.execute(delete(VmidClaim).where(VmidClaim.vmid == vmid))
+
+
+def move_claim(session: Session, template: Template, vmids: VmidRange, in_use: Iterable[int]) -> int:
+    """Proxmox answered that the template's VMID exists after all (a CT made by hand): claim the
+    next free id, give the old one up, and point the record at the new one."""
+    old = template.vmid
+    taken = set(in_use) | ({old} if old is not None else set())
+    # The record gives its id up first: template_id is unique among claims.
+    if old is not None:
+        release(session, old)
+    new = claim(session, "template", vmids, template_id=template.id, in_use=taken)
+    session.execute(update(Template).where(Template.id == template.id).values(vmid=new))
+    session.refresh(template)
+    return new
