@@ -6,9 +6,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${CTFORGE_CACHE:-/var/cache/ctforge}
 VENV=$ROOT/.venv
+# postgresql: the binaries of the private servers that tests and benchmarks start (ctforge.devdb);
+# the guard below keeps Debian's own cluster from starting at install.
 HOST_PACKAGES=(
   lxc debootstrap dnsmasq-base nftables apt-cacher-ng eatmydata zstd iproute2 rsync
-  openssh-client python3 python3-venv ca-certificates git
+  openssh-client python3 python3-venv ca-certificates git postgresql
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
