@@ -111,3 +111,13 @@ STATUS_ILLEGAL = "template {name!r} cannot go from {current} to {to}; from {curr
 STATUS_CHANGED_MEANWHILE = (
     "template {name!r} was {expected} but is {found} now: another writer moved it first"
 )
+VMID_OUT_OF_RANGE = "VMID {vmid} is outside the {kind} range {range}: pick one inside it, or leave vmid out"
+VMID_IN_USE_ON_CLUSTER = "VMID {vmid} is in use on the Proxmox cluster: pick another, or leave vmid out"
+VMID_CLAIMED = "VMID {vmid} is claimed by another record: pick another, or leave vmid out"
+
+# The HTTP API.
+DATABASE_BUSY = "the database did not answer in time: nothing was changed; try again in a moment"
+BODY_TOO_LARGE = "the request body is over {limit} bytes: send less (CTFORGE_MAX_BODY_BYTES sets the limit)"
+ROUTE_NOT_FOUND = "no such route: the API lives under /api/v1 (see /docs)"
+STACK_NOT_FOUND = "no stack {stack_id!r} in the catalog; it has: {known}"
+SETTINGS_INVALID = "the service's settings are wrong: {problems}"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Self
 
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ctforge import messages
 from ctforge.catalog import DEFAULT_CATALOG_DIR, DEFAULT_ROLES_DIR
@@ -63,13 +63,13 @@ def _parse_range(value: object) -> object:
     return {"first": first, "last": last}
 
 
-RangeSetting = Annotated[VmidRange, BeforeValidator(_parse_range)]
+RangeSetting = Annotated[VmidRange, NoDecode, BeforeValidator(_parse_range)]  # FIRST-LAST, not JSON
 
 
 class ProxmoxSettings(BaseSettings):
     """The Proxmox VE API the service asks which VMIDs are in use; unset host: claims alone decide."""
 
-    model_config = SettingsConfigDict(env_prefix="PROXMOX_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PROXMOX_", extra="ignore", regex_engine="python-re")
 
     host: str | None = None
     port: int = Field(8006, ge=1, le=65535)

@@ -133,6 +133,7 @@ class TemplateFields:
     is_default: bool | None = None
     node: str | None = None
     storage: str | None = None
+    vmid: int | None = None
     given: set[str] = field(default_factory=set)
 
 
@@ -177,7 +178,7 @@ def create_template(session: Session, catalog: Catalog, settings: Settings, user
             raise Invalid(messages.BASE_NEEDS_APPLIANCE)
         base, inherited = fields.base_ct_template, []
     template = Template(
-        id=uuid.uuid4(), owner_id=user.id, owner=user, parent_id=parent.id if parent else None,
+        id=uuid.uuid4(), owner_id=user.id, parent_id=parent.id if parent else None,
         base_ct_template=base, name=fields.name, description=fields.description or "",
         node=fields.node or (parent.node if parent else None) or settings.proxmox.node,
         storage=fields.storage or (parent.storage if parent else None),
@@ -186,8 +187,12 @@ def create_template(session: Session, catalog: Catalog, settings: Settings, user
     )
     session.add(template)
     _flush(session, fields.name)
-    template.vmid = vmids.claim(session, "template", settings.template_vmids,
-                                template_id=template.id, in_use=in_use)
+    if fields.vmid is not None:
+        template.vmid = vmids.claim_exact(session, "template", settings.template_vmids, fields.vmid,
+                                          template_id=template.id, in_use=in_use)
+    else:
+        template.vmid = vmids.claim(session, "template", settings.template_vmids,
+                                    template_id=template.id, in_use=in_use)
     session.flush()
     return template
 

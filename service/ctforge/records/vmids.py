@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ctforge import messages
 from ctforge.db.models import Template, VmidClaim
-from ctforge.records.errors import Conflict
+from ctforge.records.errors import Conflict, Invalid
 from ctforge.settings import VmidRange
 
 
@@ -65,3 +65,18 @@ def move_claim(session: Session, template: Template, vmids: VmidRange, in_use: I
     session.execute(update(Template).where(Template.id == template.id).values(vmid=new))
     session.refresh(template)
     return new
+
+
+def claim_exact(session: Session, kind: str, vmids: VmidRange, vmid: int, *,
+                template_id: uuid.UUID | None, in_use: Iterable[int] = ()) -> int:
+    """Claim the id a caller asked for: it must lie in the kind's range and be free."""
+    if vmid not in vmids:
+        raise Invalid(messages.VMID_OUT_OF_RANGE.format(vmid=vmid, kind=kind, range=vmids))
+    if vmid in set(in_use):
+        raise Conflict(messages.VMID_IN_USE_ON_CLUSTER.format(vmid=vmid))
+    try:
+        with session.begin_nested():
+            session.add(VmidClaim(vmid=vmid, kind=kind, template_id=template_id))
+    except IntegrityError:
+        raise Conflict(messages.VMID_CLAIMED.format(vmid=vmid)) from None
+    return vmid

@@ -14,9 +14,9 @@ from rich.table import Table
 
 from ctforge import messages
 from ctforge.catalog import DEFAULT_CATALOG_DIR, DEFAULT_ROLES_DIR, Catalog, CatalogError, load_catalog
+from ctforge.cli.common import EXIT_ERROR, fail
+from ctforge.cli.service import register as register_service_commands
 from ctforge.rolespecs import RoleSpecError, check_role, role_dirs
-
-EXIT_ERROR = 2
 
 app = typer.Typer(
     help="Build Proxmox VE LXC templates from layered tech stacks.",
@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 stacks_app = typer.Typer(help="The tech stack catalog (stacks/<id>.yml).", no_args_is_help=True)
 app.add_typer(stacks_app, name="stacks")
+register_service_commands(app)
+__all__ = ["EXIT_ERROR", "app"]
 
 CatalogDir = Annotated[
     Path,
@@ -36,11 +38,6 @@ CatalogDir = Annotated[
 RolesDir = Annotated[
     Path, typer.Option("--roles", envvar="CTFORGE_ROLES_DIR", help="Directory of roles.", show_default=True)
 ]
-
-
-def fail(message: str) -> typer.Exit:
-    typer.echo(messages.CLI_ERROR.format(message=message), err=True)
-    return typer.Exit(EXIT_ERROR)
 
 
 @contextmanager

@@ -1,0 +1,68 @@
+"""The HTTP API: `create_app()` builds the FastAPI app over the settings, the database and Proxmox.
+
+    app = create_app()                 # from CTFORGE_* / PROXMOX_*; refuses a database that is behind
+    uvicorn.run(app, host=..., port=...)
+
+Routes live under /api/v1 and are documented by the OpenAPI schema at /api/v1/openapi.json (and
+the pages /docs and /redoc).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+
+from ctforge import messages
+from ctforge.api import errors
+from ctforge.api.deps import Service
+from ctforge.api.middleware import AccessLog, BodyLimit
+from ctforge.api.routes import meta, stacks, templates, vmids
+from ctforge.catalog import load_catalog
+from ctforge.db import Database
+from ctforge.proxmox import ProxmoxView
+from ctforge.records.errors import NotFound
+from ctforge.settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+log = logging.getLogger("ctforge.api")
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None,
+               proxmox: ProxmoxView | None = None, check_database: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    db = db or Database(settings.url)
+    if check_database:
+        db.check_current()  # DatabaseBehind names `ctforge db upgrade`
+    service = Service(
+        settings=settings, db=db, catalog=load_catalog(settings.catalog_dir),
+        proxmox=proxmox or ProxmoxView(settings.proxmox, settings.proxmox_cache_seconds),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="ctforge", version=version("ctforge"), lifespan=lifespan,
+        description="Build and track families of Proxmox VE LXC templates from layered tech stacks.",
+        openapi_url=f"{API_PREFIX}/openapi.json", docs_url="/docs", redoc_url="/redoc",
+    )
+    app.state.service = service
+    errors.install(app)
+    for module in (meta, stacks, templates, vmids):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False)
+    def no_route(path: str) -> None:
+        raise NotFound(messages.ROUTE_NOT_FOUND)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
+    app.state.max_body_bytes = settings.max_body_bytes
+    return app

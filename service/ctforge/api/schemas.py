@@ -1,0 +1,241 @@
+"""The API's request and response bodies, in families: TemplateCreate, TemplateUpdate,
+TemplatePublic, TemplatesPublic{data, count}. Every request body refuses unknown fields, and every
+string field has the pattern it must match, so the OpenAPI schema says what is accepted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from ctforge.formats import MAPPINGS, SCALARS, STACK_ID, STORAGE_ID, VMID_MAX, VMID_MIN
+from ctforge.records.users import USER_NAME
+
+Status = Literal["pending", "provisioning", "staging", "ready", "error"]
+MAX_STACKS = 64
+MAX_ENV_VARS = 128
+
+# A display name: letters, digits, spaces and . _ + -, starting and ending with a letter or digit.
+TEMPLATE_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9 ._+-]{0,62}[A-Za-z0-9])?"
+
+
+# What each pattern means, for the 422 message a person reads instead of the regular expression.
+PATTERN_RULES: dict[str, str] = {
+    "name": "1 to 64 letters, digits, spaces and . _ + -, starting and ending with a letter or digit",
+    "description": "text without control characters other than tab and newline, at most 8192 characters",
+    "base_ct_template": "an appliance name (debian-12-standard) or a volume id (local:vztmpl/...)",
+    "tech_stacks": "a stack id: lower-case letters, digits and _, starting with a letter",
+    "env_vars": "a variable name (letters, digits, _; not starting with a digit) and a one-line value",
+    "node": "a Proxmox node name: letters, digits and -",
+    "storage": "a Proxmox storage id",
+    "owner": "a user name: lower-case letters, digits, '.', '_' and '-'",
+}
+
+
+def whole(pattern: str) -> str:
+    """A pattern matched whole, in the syntax JSON Schema and pydantic's regex engine share (`$` there
+    matches only at the very end: a trailing newline is refused)."""
+    return f"^(?:{pattern})$"
+
+
+def _no_repeats(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"lists {item!r} more than once")
+        seen.add(item)
+    return items
+
+
+TemplateName = Annotated[str, Field(pattern=whole(TEMPLATE_NAME), max_length=64)]
+Description = Annotated[str, Field(pattern=whole(r"[^\x00-\x08\x0b-\x1f\x7f]*"), max_length=8192)]
+Appliance = Annotated[str, Field(pattern=whole(SCALARS["ctforge_base_ct_template"]), max_length=255)]
+StackId = Annotated[str, Field(pattern=whole(STACK_ID), max_length=64)]
+StackList = Annotated[list[StackId], Field(max_length=MAX_STACKS, json_schema_extra={"uniqueItems": True}),
+                      AfterValidator(_no_repeats)]
+EnvName = Annotated[str, Field(pattern=whole(MAPPINGS["ctforge_env_vars"]["key"]), max_length=128)]
+EnvValue = Annotated[str, Field(pattern=whole(r"[^\x00-\x1f\x7f]*"), max_length=4096)]
+EnvVars = Annotated[dict[EnvName, EnvValue], Field(max_length=MAX_ENV_VARS)]
+Node = Annotated[str, Field(pattern=whole(SCALARS["ctforge_node"]), max_length=64)]
+Storage = Annotated[str, Field(pattern=whole(STORAGE_ID), max_length=64)]
+Vmid = Annotated[int, Field(ge=VMID_MIN, le=VMID_MAX)]
+UserName = Annotated[str, Field(pattern=whole(USER_NAME), max_length=64)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Message(BaseModel):
+    detail: str
+
+
+# --- stacks -------------------------------------------------------------------------------------
+
+class StackPublic(BaseModel):
+    id: str
+    name: str
+    description: str
+    icon: str
+    tags: list[str]
+    role: str
+    requires: list[str]
+    verify: str
+
+
+class StacksPublic(BaseModel):
+    data: list[StackPublic]
+    count: int
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+class TemplateCreate(_Body):
+    name: TemplateName
+    description: Description = ""
+    parent_id: uuid.UUID | None = None
+    base_ct_template: Appliance | None = Field(
+        None, description="The appliance a base template starts from; a child inherits its parent's.")
+    tech_stacks: StackList = Field(default_factory=list, description="The template's own stacks.")
+    env_vars: EnvVars = Field(default_factory=dict)
+    is_default: bool = Field(False, description="Shown to every user; only an admin may set it.")
+    node: Node | None = None
+    storage: Storage | None = None
+    vmid: Vmid | None = Field(None, description="A VMID of the template range; default: the lowest free one.")
+
+
+class TemplateUpdate(_Body):
+    """Only the fields sent are changed; a field sent as null is refused (leave it out instead)."""
+
+    name: TemplateName = None  # type: ignore[assignment]
+    description: Description = None  # type: ignore[assignment]
+    parent_id: uuid.UUID = None  # type: ignore[assignment]
+    tech_stacks: StackList = None  # type: ignore[assignment]
+    env_vars: EnvVars = None  # type: ignore[assignment]
+    is_default: bool = None  # type: ignore[assignment]
+
+
+class TemplatePublic(BaseModel):
+    id: uuid.UUID
+    owner: str
+    parent_id: uuid.UUID | None
+    base_ct_template: str
+    name: str
+    description: str
+    vmid: int | None
+    node: str | None
+    storage: str | None
+    status: Status
+    tech_stacks: list[str]
+    inherited_tech_stacks: list[str]
+    effective_stacks: list[str]
+    is_default: bool
+    error_message: str | None
+    staging_container_ip: str | None
+    env_vars: dict[str, str]
+    needs_rebuild: bool
+    built_stacks: list[str] | None
+    built_fingerprint: str | None
+    build_key_fingerprint: str | None
+    ready_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TemplatesPublic(BaseModel):
+    data: list[TemplatePublic]
+    count: int
+
+
+class EffectiveStacks(BaseModel):
+    template_id: uuid.UUID
+    inherited: list[str]
+    own: list[str]
+    effective: list[str]
+
+
+class TemplateNode(BaseModel):
+    id: uuid.UUID
+    name: str
+    owner: str
+    status: Status
+    vmid: int | None
+    is_default: bool
+    effective_stacks: list[str]
+    children: list[TemplateNode]
+
+
+class TemplateTree(BaseModel):
+    data: list[TemplateNode]
+    count: int = Field(description="Templates in the tree, at every depth.")
+
+
+# --- VMIDs --------------------------------------------------------------------------------------
+
+class VmidRangePublic(BaseModel):
+    kind: Literal["template", "workspace"]
+    first: int
+    last: int
+    size: int
+    claimed: int
+
+
+class VmidClaimPublic(BaseModel):
+    vmid: int
+    kind: str
+    template_id: uuid.UUID | None
+    template_name: str | None
+    owner: str | None
+    on_cluster: bool | None = Field(description="Whether Proxmox lists the VMID; null: Proxmox not asked.")
+    claimed_at: datetime
+
+
+class GuestPublic(BaseModel):
+    vmid: int
+    node: str
+    type: str
+    name: str | None
+    template: bool
+    status: str | None
+    claimed: bool
+    in_range: Literal["template", "workspace"] | None
+
+
+class ProxmoxPublic(BaseModel):
+    configured: bool
+    reachable: bool | None
+    error: str | None
+    guests: list[GuestPublic]
+
+
+class VmidsPublic(BaseModel):
+    ranges: list[VmidRangePublic]
+    data: list[VmidClaimPublic]
+    count: int
+    proxmox: ProxmoxPublic
+
+
+# --- the service --------------------------------------------------------------------------------
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Check(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: list[Check]
+
+
+class Version(BaseModel):
+    version: str
+    api: str
+    database_revision: str | None
