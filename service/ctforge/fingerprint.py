@@ -9,6 +9,8 @@ Molecule scenarios are left out: they test a role, they are not part of what it 
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,3 +35,23 @@ def build_fingerprint(catalog: Catalog, stacks: Iterable[str], catalog_dir: Path
     for label, path in sources:
         digest.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"sha256:{digest.hexdigest()}"
+
+
+class Fingerprints:
+    """Today's fingerprint per list of stacks, computed at most once per `ttl` seconds (hashing the
+    roles takes ~30 ms; a list of templates shares the few stack lists it has)."""
+
+    def __init__(self, catalog: Catalog, catalog_dir: Path, roles_dir: Path, ttl: float = 10.0) -> None:
+        self.catalog, self.catalog_dir, self.roles_dir, self.ttl = catalog, catalog_dir, roles_dir, ttl
+        self._known: dict[tuple[str, ...], tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, stacks: Iterable[str]) -> str:
+        key = tuple(stacks)
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(key)
+            if known is None or now - known[0] > self.ttl:
+                known = (now, build_fingerprint(self.catalog, key, self.catalog_dir, self.roles_dir))
+                self._known[key] = known
+            return known[1]

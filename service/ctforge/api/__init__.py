@@ -23,6 +23,7 @@ from ctforge.api.middleware import AccessLog, BodyLimit
 from ctforge.api.routes import meta, stacks, templates, vmids
 from ctforge.catalog import load_catalog
 from ctforge.db import Database
+from ctforge.fingerprint import Fingerprints
 from ctforge.proxmox import ProxmoxView
 from ctforge.records.errors import NotFound
 from ctforge.settings import Settings, get_settings
@@ -37,9 +38,11 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     db = db or Database(settings.url)
     if check_database:
         db.check_current()  # DatabaseBehind names `ctforge db upgrade`
+    catalog = load_catalog(settings.catalog_dir)
     service = Service(
-        settings=settings, db=db, catalog=load_catalog(settings.catalog_dir),
+        settings=settings, db=db, catalog=catalog,
         proxmox=proxmox or ProxmoxView(settings.proxmox, settings.proxmox_cache_seconds),
+        fingerprints=Fingerprints(catalog, settings.catalog_dir, settings.roles_dir),
     )
 
     @asynccontextmanager

@@ -17,6 +17,7 @@ from ctforge import messages
 from ctforge.catalog import Catalog
 from ctforge.db import Database
 from ctforge.db.models import Template, User
+from ctforge.fingerprint import Fingerprints
 from ctforge.proxmox import ProxmoxView
 from ctforge.records import templates, users
 from ctforge.settings import Settings
@@ -36,6 +37,7 @@ class Service:
     db: Database
     catalog: Catalog
     proxmox: ProxmoxView
+    fingerprints: Fingerprints
 
 
 def get_service(request: Request) -> Service:

@@ -113,6 +113,15 @@ def ancestry(session: Session, template: Template) -> list[Template]:
     return chain
 
 
+def needs_rebuild(template: Template, fingerprint_today: str | None) -> bool:
+    """Marked so by an edit, or ready but built from catalog entries or roles that changed since
+    (`fingerprint_today`: ctforge.fingerprint of its built stacks as the tree is now)."""
+    if template.needs_rebuild:
+        return True
+    return (template.status == "ready" and template.built_fingerprint is not None
+            and fingerprint_today is not None and template.built_fingerprint != fingerprint_today)
+
+
 def children(session: Session, template: Template) -> Sequence[Template]:
     return session.scalars(select(Template).where(Template.parent_id == template.id)
                            .order_by(Template.created_at, Template.id)).all()

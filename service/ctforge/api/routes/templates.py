@@ -11,6 +11,7 @@ from ctforge.api.deps import (
     CurrentUser,
     OptionalUser,
     ReadSession,
+    Service,
     ServiceDep,
     TemplateDep,
     TemplateToChange,
@@ -28,7 +29,6 @@ from ctforge.api.schemas import (
     TemplateUpdate,
     UserName,
 )
-from ctforge.catalog import Catalog
 from ctforge.db.models import Template
 from ctforge.records import templates as records
 from ctforge.records.templates import TemplateFields
@@ -40,7 +40,10 @@ Limit = Annotated[int, Query(ge=1, le=500, description="At most this many items.
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Skip this many items first.")]
 
 
-def public(catalog: Catalog, template: Template) -> TemplatePublic:
+def public(service: Service, template: Template) -> TemplatePublic:
+    catalog = service.catalog
+    built_from = template.built_stacks if template.built_fingerprint else None
+    today = service.fingerprints.of(built_from) if built_from is not None else None
     return TemplatePublic(
         id=template.id, owner=template.owner.name, parent_id=template.parent_id,
         base_ct_template=template.base_ct_template, name=template.name,
@@ -49,7 +52,7 @@ def public(catalog: Catalog, template: Template) -> TemplatePublic:
         tech_stacks=template.tech_stacks, inherited_tech_stacks=template.inherited_tech_stacks,
         effective_stacks=records.effective_stacks(catalog, template), is_default=template.is_default,
         error_message=template.error_message, staging_container_ip=template.staging_container_ip,
-        env_vars=template.env_vars, needs_rebuild=template.needs_rebuild,
+        env_vars=template.env_vars, needs_rebuild=records.needs_rebuild(template, today),
         built_stacks=template.built_stacks, built_fingerprint=template.built_fingerprint,
         build_key_fingerprint=template.build_key_fingerprint, ready_at=template.ready_at,
         created_at=template.created_at, updated_at=template.updated_at,
@@ -66,7 +69,7 @@ def create_template(body: TemplateCreate, session: WriteSession, user: CurrentUs
     template = records.create_template(session, service.catalog, service.settings, user, fields,
                                        in_use=in_use)
     response.headers["Location"] = f"{router.prefix}/{template.id}"
-    return public(service.catalog, template)
+    return public(service, template)
 
 
 @router.get("", response_model=TemplatesPublic, responses=ERRORS)
@@ -77,7 +80,7 @@ def list_templates(session: ReadSession, user: OptionalUser, service: ServiceDep
     """The templates you may see (yours and the defaults; an admin sees all), oldest first."""
     page = records.list_templates(session, user, status=status, owner=owner, parent_id=parent_id,
                                   limit=limit, offset=offset)
-    return TemplatesPublic(data=[public(service.catalog, t) for t in page.items], count=page.count)
+    return TemplatesPublic(data=[public(service, t) for t in page.items], count=page.count)
 
 
 @router.get("/tree", response_model=TemplateTree, responses=ERRORS)
@@ -104,7 +107,7 @@ def template_tree(session: ReadSession, user: OptionalUser, service: ServiceDep)
 
 @router.get("/{template_id}", response_model=TemplatePublic, responses=ERRORS)
 def get_template(template: TemplateDep, service: ServiceDep) -> TemplatePublic:
-    return public(service.catalog, template)
+    return public(service, template)
 
 
 @router.get("/{template_id}/effective-stacks", response_model=EffectiveStacks, responses=ERRORS)
@@ -123,7 +126,7 @@ def update_template(body: TemplateUpdate, template: TemplateToChange, session: W
     needs_rebuild."""
     fields = TemplateFields(**body.model_dump(), given=set(body.model_fields_set))
     records.update_template(session, service.catalog, user, template, fields)
-    return public(service.catalog, template)
+    return public(service, template)
 
 
 @router.delete("/{template_id}", status_code=204, responses=ERRORS)
