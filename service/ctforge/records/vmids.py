@@ -38,15 +38,22 @@ def claimed(session: Session, vmids: VmidRange) -> set[int]:
 def claim(session: Session, kind: str, vmids: VmidRange, *, template_id: uuid.UUID | None,
           in_use: Iterable[int] = ()) -> int:
     """Claim the lowest free id of `vmids` for a record; Conflict when the range has none left."""
-    taken = claimed(session, vmids) | set(in_use)
-    for vmid in free_ids(vmids, taken):
-        try:
-            with session.begin_nested():
-                session.add(VmidClaim(vmid=vmid, kind=kind, template_id=template_id))
-        except IntegrityError:
-            continue  # claimed by a concurrent request since we read the claims: try the next one
-        return vmid
-    raise Conflict(messages.VMID_RANGE_EXHAUSTED.format(kind=kind, range=vmids))
+    in_use = set(in_use)
+    lowest = vmids.first
+    while True:
+        taken = claimed(session, vmids) | in_use
+        for vmid in free_ids(VmidRange(first=lowest, last=vmids.last), taken):
+            try:
+                with session.begin_nested():
+                    session.add(VmidClaim(vmid=vmid, kind=kind, template_id=template_id))
+            except IntegrityError:
+                # A concurrent request claimed it since we read the claims: read them again (on
+                # PostgreSQL each statement sees what others committed) and go on from the next id.
+                lowest = vmid + 1
+                break
+            return vmid
+        else:
+            raise Conflict(messages.VMID_RANGE_EXHAUSTED.format(kind=kind, range=vmids))
 
 
 def release(session: Session, vmid: int) -> None:
