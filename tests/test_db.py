@@ -1,0 +1,60 @@
+"""The database: the migrations make exactly the models' tables, and the service refuses a database
+that is behind them, naming the command that fixes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from ctforge import messages
+from ctforge.db import Database, DatabaseBehind, DatabaseError, alembic_config
+from ctforge.db.models import Base
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    db = Database(f"sqlite:///{tmp_path / 'nested' / 'ctforge.db'}")
+    yield db
+    db.dispose()
+
+
+def test_migrations_make_the_models_tables(sqlite_db: Database) -> None:
+    sqlite_db.upgrade()
+    with sqlite_db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert set(inspect(connection).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
+
+
+def test_an_empty_or_older_database_is_refused_with_the_fix(sqlite_db: Database) -> None:
+    with pytest.raises(DatabaseBehind) as empty:
+        sqlite_db.check_current()
+    assert str(empty.value) == messages.DATABASE_BEHIND.format(
+        url=sqlite_db.display_url, current="empty", head="0001")
+    sqlite_db.upgrade()
+    sqlite_db.check_current()
+    with sqlite_db.engine.begin() as connection:  # the downgrade path works, and leaves it behind again
+        command.downgrade(alembic_config(connection), "base")
+    with sqlite_db.engine.connect() as connection:
+        assert set(inspect(connection).get_table_names()) == {"alembic_version"}
+    with pytest.raises(DatabaseBehind, match="ctforge db upgrade"):
+        sqlite_db.check_current()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_db: Database) -> None:
+    sqlite_db.upgrade()
+    with sqlite_db.reading() as session:
+        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_an_unreachable_database_says_which(tmp_path: Path) -> None:
+    db = Database("postgresql+psycopg://ctforge:secret@127.0.0.1:1/ctforge")
+    with pytest.raises(DatabaseError) as refused:
+        db.check_current()
+    assert "127.0.0.1:1" in str(refused.value) and "secret" not in str(refused.value)
