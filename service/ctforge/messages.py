@@ -88,7 +88,9 @@ TEMPLATE_NOT_VISIBLE = "template {id} belongs to another user and is not a defau
 TEMPLATE_NOT_YOURS = "template {name!r} belongs to {owner!r}: only its owner or an admin may change it"
 TEMPLATE_NAME_TAKEN = "you have a template named {name!r} already: choose another name"
 TEMPLATE_BUSY = "template {name!r} is {status}: a job works on it; wait until it ends, then try again"
-TEMPLATE_HAS_CHILDREN = "template {name!r} cannot be deleted: {children} inherit from it; delete them first"
+TEMPLATE_HAS_CHILDREN = (
+    "template {name!r} cannot be deleted: templates inherit from it ({children}); delete them first"
+)
 DEFAULT_NEEDS_ADMIN = "only an admin may make a template a default (is_default), or stop it being one"
 PARENT_NOT_FOUND = "no parent template with id {id} that you may use: it does not exist or is not yours"
 PARENT_NOT_READY = (
