@@ -134,6 +134,29 @@ def test_a_cycle_in_the_parent_chain_is_refused_naming_it(api) -> None:
     assert table_rows(api.db) == before
 
 
+def test_a_template_moved_under_a_parent_takes_its_base_and_stacks(api) -> None:
+    ubuntu = api.create("bob", "ubuntu", base_ct_template="ubuntu-24.04-standard", tech_stacks=["claude_cli"])
+    api.make_ready(ubuntu["id"])
+    web = api.create("bob", "web", tech_stacks=["redis"])
+    api.make_ready(web["id"])
+    answer = api.patch(f"/templates/{web['id']}", "bob", json={"parent_id": ubuntu["id"]})
+    assert answer.status_code == 200, answer.text
+    moved = answer.json()
+    assert moved["parent_id"] == ubuntu["id"] and moved["needs_rebuild"] is True
+    assert moved["inherited_tech_stacks"] == ["nodejs", "claude_cli"]
+    assert moved["effective_stacks"] == ["nodejs", "claude_cli", "redis"]
+    # as create has it (CHILD_BASE_GIVEN): a child is built on its parent's base, never its own
+    assert moved["base_ct_template"] == "ubuntu-24.04-standard"
+    assert api.row(web["id"]).base_ct_template == "ubuntu-24.04-standard"
+    answer = api.post("/templates", "bob", json={"name": "c", "parent_id": ubuntu["id"],
+                                                 "base_ct_template": APPLIANCE})
+    assert answer.status_code == 422
+    assert detail(answer) == messages.CHILD_BASE_GIVEN.format(
+        base=APPLIANCE, parent="ubuntu", parent_base="ubuntu-24.04-standard")
+    answer = api.patch(f"/templates/{web['id']}", "bob", json={"parent_id": None})
+    assert answer.status_code == 422  # null is refused by the schema: a child does not become a base
+
+
 def test_an_unknown_stack_is_refused(api) -> None:
     answer = api.post("/templates", "bob", json={"name": "web", "base_ct_template": APPLIANCE,
                                                  "tech_stacks": ["nodejs", "cobol"]})

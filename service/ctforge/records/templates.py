@@ -258,6 +258,7 @@ def update_template(session: Session, catalog: Catalog, user: User, template: Te
             raise Invalid(messages.PARENT_REMOVED.format(name=template.name))
         parent = check_parent(session, catalog, user, fields.parent_id, child=template)
         template.parent_id = parent.id
+        template.base_ct_template = parent.base_ct_template  # a child is built on its parent's base
         template.inherited_tech_stacks = effective_stacks(catalog, parent)
         rebuild = True
     if rebuild and template.status in NEEDS_REBUILD_AFTER_EDIT:
