@@ -58,3 +58,22 @@ def test_an_unreachable_database_says_which(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError) as refused:
         db.check_current()
     assert "127.0.0.1:1" in str(refused.value) and "secret" not in str(refused.value)
+
+
+def test_on_postgresql_too_the_migrations_make_the_models_tables_and_go_back(postgres) -> None:
+    postgres.create_database("migrations_check")
+    db = Database(postgres.url_for("migrations_check"))
+    try:
+        with pytest.raises(DatabaseBehind):
+            db.check_current()
+        db.upgrade()
+        db.check_current()
+        with db.engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        with db.engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "base")
+        with db.engine.connect() as connection:
+            assert set(inspect(connection).get_table_names()) == {"alembic_version"}
+    finally:
+        db.dispose()
+        postgres.drop_database("migrations_check")
