@@ -112,3 +112,20 @@ def make_api(db, tmp_path):
 @pytest.fixture
 def api(make_api):
     return make_api()
+
+
+@pytest.fixture
+def fresh_postgresql_database(postgres) -> Iterator[object]:
+    """A new database on the session's server, migrated, for tests that need real commits (races,
+    concurrency); dropped after the test."""
+    import uuid
+
+    from ctforge.db import Database
+
+    name = f"ctforge_{uuid.uuid4().hex[:12]}"
+    postgres.create_database(name)
+    db = Database(postgres.url_for(name))
+    db.upgrade()
+    yield db
+    db.dispose()
+    postgres.drop_database(name)

@@ -122,19 +122,8 @@ def test_fifty_creates_at_once_on_sqlite_get_distinct_vmids(tmp_path: Path) -> N
         db.dispose()
 
 
-@pytest.fixture
-def fresh_postgres_database(postgres) -> Iterator[Database]:
-    name = f"ctforge_vmids_{uuid.uuid4().hex[:8]}"
-    postgres.create_database(name)
-    db = Database(postgres.url_for(name))
-    db.upgrade()
-    yield db
-    db.dispose()
-    postgres.drop_database(name)
-
-
-def test_fifty_creates_at_once_on_postgresql_get_distinct_vmids(fresh_postgres_database, tmp_path) -> None:
-    create_at_once(fresh_postgres_database, tmp_path)
+def test_fifty_creates_at_once_on_postgresql_get_distinct_vmids(fresh_postgresql_database, tmp_path) -> None:
+    create_at_once(fresh_postgresql_database, tmp_path)
 
 
 # --- Proxmox's own view ---------------------------------------------------------------------------

@@ -86,8 +86,8 @@ def effective_stacks(catalog: Catalog, template: Template) -> list[str]:
 def check_parent(session: Session, catalog: Catalog, user: User, parent_id: uuid.UUID,
                  child: Template | None = None) -> Template:
     """The parent a child may be made from (or moved under): visible, ready, with a VMID, no cycle."""
-    try:
-        parent = get_template(session, parent_id, user)
+    try:  # locked: a delete of the parent waits for the child, or the child sees it gone
+        parent = get_template(session, parent_id, user, for_update=True)
     except (NotFound, Forbidden):
         raise Invalid(messages.PARENT_NOT_FOUND.format(id=parent_id)) from None
     if child is not None:
