@@ -91,6 +91,26 @@ def test_the_seeds_family_through_the_api(api) -> None:
 
 # --- the product's rules --------------------------------------------------------------------------
 
+def test_a_created_templates_location_is_its_url(api) -> None:
+    answer = api.post("/templates", "bob", json={"name": "web", "base_ct_template": APPLIANCE})
+    assert answer.status_code == 201
+    assert answer.headers["Location"] == f"{API}/templates/{answer.json()['id']}"
+    followed = api.client.get(answer.headers["Location"], headers=api.auth("bob"))
+    assert followed.status_code == 200 and followed.json() == answer.json()
+
+
+def test_the_tree_roots_a_child_whose_parent_you_may_not_see(api) -> None:
+    shared = api.create("alice", "shared", is_default=True)
+    api.make_ready(shared["id"])
+    mine = api.create("carol", "mine", parent_id=shared["id"])
+    nested = api.get("/templates/tree", "carol").json()
+    assert [(n["name"], [c["name"] for c in n["children"]]) for n in nested["data"]] == [("shared", ["mine"])]
+    assert api.patch(f"/templates/{shared['id']}", "alice", json={"is_default": False}).status_code == 200
+    rooted = api.get("/templates/tree", "carol").json()
+    assert rooted["count"] == 1 and [n["id"] for n in rooted["data"]] == [mine["id"]]
+    assert api.get("/templates/tree").json() == {"data": [], "count": 0}
+
+
 def test_a_child_needs_a_ready_parent(api) -> None:
     base = api.create("bob", "base")
     answer = api.post("/templates", "bob", json={"name": "child", "parent_id": base["id"]})
@@ -212,6 +232,18 @@ def test_editing_a_ready_templates_stacks_marks_it_for_a_rebuild(api) -> None:
     row = api.row(web["id"])
     assert row.needs_rebuild is True and row.tech_stacks == ["nodejs", "redis"]
     assert row.built_stacks == ["nodejs"]
+
+
+def test_editing_a_ready_templates_env_vars_marks_it_for_a_rebuild(api) -> None:
+    web = api.create("bob", "web", env_vars={"TZ": "UTC"})
+    api.move(web["id"], "provisioning", "staging")
+    answer = api.patch(f"/templates/{web['id']}", "bob", json={"env_vars": {"TZ": "UTC"}})
+    assert answer.json()["needs_rebuild"] is False  # the same values: nothing to rebuild
+    answer = api.patch(f"/templates/{web['id']}", "bob", json={"env_vars": {"TZ": "Europe/Paris"}})
+    assert answer.status_code == 200 and answer.json()["needs_rebuild"] is True
+    assert api.row(web["id"]).env_vars == {"TZ": "Europe/Paris"}
+    api.move(web["id"], "ready")  # a build clears the mark
+    assert api.get(f"/templates/{web['id']}", "bob").json()["needs_rebuild"] is False
 
 
 def test_editing_a_pending_template_needs_no_rebuild(api) -> None:
