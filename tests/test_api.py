@@ -246,6 +246,18 @@ def test_editing_a_ready_templates_env_vars_marks_it_for_a_rebuild(api) -> None:
     assert api.get(f"/templates/{web['id']}", "bob").json()["needs_rebuild"] is False
 
 
+def test_a_ready_template_built_from_other_roles_needs_a_rebuild(api) -> None:
+    current = api.create("bob", "current", tech_stacks=["redis"])
+    stale = api.create("bob", "stale", tech_stacks=["redis"])
+    api.move(current["id"], "provisioning", "staging")
+    api.move(current["id"], "ready", built_fingerprint=api.service.fingerprints.of(["redis"]))
+    api.move(stale["id"], "provisioning", "staging")
+    api.move(stale["id"], "ready", built_fingerprint="sha256:" + "0" * 64)
+    assert api.get(f"/templates/{current['id']}", "bob").json()["needs_rebuild"] is False
+    assert api.get(f"/templates/{stale['id']}", "bob").json()["needs_rebuild"] is True
+    assert api.row(stale["id"]).needs_rebuild is False  # the record's mark is for edits; this is today's tree
+
+
 def test_editing_a_pending_template_needs_no_rebuild(api) -> None:
     web = api.create("bob", "web", tech_stacks=["nodejs"])
     answer = api.patch(f"/templates/{web['id']}", "bob", json={"tech_stacks": ["redis"]})

@@ -168,6 +168,26 @@ def test_a_first_admins_token_works_against_serve_and_is_stored_only_hashed(env,
     assert token not in written and token[8:] not in written
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local IPv4/IPv6 addresses in LISTEN state on `port`, read from /proc/net/tcp and tcp6."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:
+                raw = bytes.fromhex(address)
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, words))
+    return found
+
+
+def test_serve_listens_on_loopback_only(served) -> None:
+    base, _log = served
+    port = int(base.removeprefix("http://").split("/")[0].split(":")[1])
+    assert listening_addresses(port) == {"127.0.0.1"}
+
+
 def test_serve_answers_an_oversized_chunked_body_with_a_json_413(served) -> None:
     base, _log = served
     host, port = base.removeprefix("http://").split("/")[0].split(":")
