@@ -372,6 +372,22 @@ def test_a_failed_request_changes_no_row(make_api) -> None:
         assert table_rows(api.db) == before, body
     exhausted = api.post("/templates", "bob", json={"name": "web", "base_ct_template": APPLIANCE})
     assert detail(exhausted) == messages.VMID_RANGE_EXHAUSTED.format(kind="template", range="7600-7601")
+    taken = api.get("/templates", "bob", params={"status": "pending"}).json()["data"][0]["id"]
+    child = api.post("/templates", "bob", json={"name": "child", "parent_id": parent["id"]})
+    assert child.status_code == 409 and detail(child) == detail(exhausted)  # flushed, then rolled back
+    assert table_rows(api.db) == before
+    failing_changes = [  # each sets a field before the refusal: the rollback undoes it
+        ("PATCH", taken, {"name": "renamed", "description": "new", "tech_stacks": ["cobol"]}, 422),
+        ("PATCH", taken, {"description": "new", "is_default": True}, 403),
+        ("PATCH", taken, {"name": "renamed", "parent_id": taken}, 422),
+        ("PATCH", parent["id"], {"env_vars": {"A": "1"}, "name": "taken"}, 409),
+        ("DELETE", parent["id"], None, 403),
+    ]
+    for method, template_id, body, status in failing_changes:
+        who = "carol" if method == "DELETE" else "bob"
+        answer = api.request(method, f"/templates/{template_id}", who, json=body)
+        assert answer.status_code == status, (body, answer.text)
+        assert table_rows(api.db) == before, body
 
 
 # --- tokens and ownership -------------------------------------------------------------------------
