@@ -20,7 +20,8 @@ def list_stacks(service: ServiceDep) -> StacksPublic:
     return StacksPublic(data=sorted(data, key=lambda s: s.id), count=len(data))
 
 
-@router.get("/{stack_id}", response_model=StackPublic, responses={404: {"model": Message}})
+@router.get("/{stack_id}", response_model=StackPublic,
+            responses={code: {"model": Message} for code in (404, 422)})
 def get_stack(stack_id: str, service: ServiceDep) -> StackPublic:
     try:
         stack = service.catalog.get(stack_id)

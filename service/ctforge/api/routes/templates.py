@@ -36,6 +36,12 @@ from ctforge.records.templates import TemplateFields
 router = APIRouter(prefix="/templates", tags=["templates"])
 
 ERRORS = {code: {"model": Message} for code in (401, 403, 404, 409, 422, 503)}
+# A body routes' own: 400 when it cannot be decoded at all (not UTF-8: FastAPI's parse error; JSON
+# that does not parse is a 422), 413 over CTFORGE_MAX_BODY_BYTES (middleware.BodyLimit).
+BODY_ERRORS = {**ERRORS, 400: {"model": Message}, 413: {"model": Message}}
+# A read answers without a token too (the defaults): the token is optional, as OpenAPI says with an
+# empty alternative beside the bearer scheme FastAPI lists.
+TOKEN_OPTIONAL = {"security": [{}]}
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many items.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Skip this many items first.")]
 
@@ -59,7 +65,7 @@ def public(service: Service, template: Template) -> TemplatePublic:
     )
 
 
-@router.post("", status_code=201, response_model=TemplatePublic, responses=ERRORS)
+@router.post("", status_code=201, response_model=TemplatePublic, responses=BODY_ERRORS)
 def create_template(body: TemplateCreate, session: WriteSession, user: CurrentUser,
                     service: ServiceDep, response: Response) -> TemplatePublic:
     """A pending template with its VMID claimed: the lowest free id of the template range, in no
@@ -72,7 +78,7 @@ def create_template(body: TemplateCreate, session: WriteSession, user: CurrentUs
     return public(service, template)
 
 
-@router.get("", response_model=TemplatesPublic, responses=ERRORS)
+@router.get("", response_model=TemplatesPublic, responses=ERRORS, openapi_extra=TOKEN_OPTIONAL)
 def list_templates(session: ReadSession, user: OptionalUser, service: ServiceDep,
                    status: Status | None = None, owner: UserName | None = None,
                    parent_id: uuid.UUID | None = None, limit: Limit = 50,
@@ -83,7 +89,7 @@ def list_templates(session: ReadSession, user: OptionalUser, service: ServiceDep
     return TemplatesPublic(data=[public(service, t) for t in page.items], count=page.count)
 
 
-@router.get("/tree", response_model=TemplateTree, responses=ERRORS)
+@router.get("/tree", response_model=TemplateTree, responses=ERRORS, openapi_extra=TOKEN_OPTIONAL)
 def template_tree(session: ReadSession, user: OptionalUser, service: ServiceDep) -> TemplateTree:
     """The family as a tree: each template you may see under its parent (a root when its parent is
     not one you may see), children oldest first."""
@@ -105,12 +111,14 @@ def template_tree(session: ReadSession, user: OptionalUser, service: ServiceDep)
     return TemplateTree(data=[node(t) for t in by_parent.get(None, [])], count=len(everything))
 
 
-@router.get("/{template_id}", response_model=TemplatePublic, responses=ERRORS)
+@router.get("/{template_id}", response_model=TemplatePublic, responses=ERRORS,
+            openapi_extra=TOKEN_OPTIONAL)
 def get_template(template: TemplateDep, service: ServiceDep) -> TemplatePublic:
     return public(service, template)
 
 
-@router.get("/{template_id}/effective-stacks", response_model=EffectiveStacks, responses=ERRORS)
+@router.get("/{template_id}/effective-stacks", response_model=EffectiveStacks, responses=ERRORS,
+            openapi_extra=TOKEN_OPTIONAL)
 def effective_stacks(template: TemplateDep, service: ServiceDep) -> EffectiveStacks:
     """Inherited + own, in dependency order, each once: what a build of this template installs."""
     return EffectiveStacks(template_id=template.id, inherited=template.inherited_tech_stacks,
@@ -118,7 +126,7 @@ def effective_stacks(template: TemplateDep, service: ServiceDep) -> EffectiveSta
                            effective=records.effective_stacks(service.catalog, template))
 
 
-@router.patch("/{template_id}", response_model=TemplatePublic, responses=ERRORS)
+@router.patch("/{template_id}", response_model=TemplatePublic, responses=BODY_ERRORS)
 def update_template(body: TemplateUpdate, template: TemplateToChange, session: WriteSession,
                     user: CurrentUser, service: ServiceDep) -> TemplatePublic:
     """Change name, description, stacks, env vars, parent or is_default; refused while a job works on

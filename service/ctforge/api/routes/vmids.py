@@ -24,7 +24,7 @@ from ctforge.settings import KINDS
 router = APIRouter(prefix="/vmids", tags=["vmids"])
 
 
-@router.get("", response_model=VmidsPublic, responses={401: {"model": Message}})
+@router.get("", response_model=VmidsPublic, responses={code: {"model": Message} for code in (401, 422)})
 def list_vmids(session: ReadSession, user: CurrentUser, service: ServiceDep,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0) -> VmidsPublic:
