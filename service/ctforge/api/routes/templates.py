@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from ctforge.api.deps import (
     CurrentUser,
@@ -67,14 +67,14 @@ def public(service: Service, template: Template) -> TemplatePublic:
 
 @router.post("", status_code=201, response_model=TemplatePublic, responses=BODY_ERRORS)
 def create_template(body: TemplateCreate, session: WriteSession, user: CurrentUser,
-                    service: ServiceDep, response: Response) -> TemplatePublic:
+                    service: ServiceDep, request: Request, response: Response) -> TemplatePublic:
     """A pending template with its VMID claimed: the lowest free id of the template range, in no
     claim and in use nowhere on the cluster. A child names a ready parent and inherits its stacks."""
     in_use = service.proxmox.used_vmids()  # before any write: Proxmox down changes nothing
     fields = TemplateFields(**body.model_dump(), given=set(body.model_fields_set))
     template = records.create_template(session, service.catalog, service.settings, user, fields,
                                        in_use=in_use)
-    response.headers["Location"] = f"{router.prefix}/{template.id}"
+    response.headers["Location"] = request.app.url_path_for("get_template", template_id=str(template.id))
     return public(service, template)
 
 
