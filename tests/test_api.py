@@ -10,14 +10,18 @@ import uuid
 from importlib.metadata import version
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from ctforge import messages
+from ctforge.api import create_app
+from ctforge.db import Database
 from ctforge.db.models import Template, User, VmidClaim
+from ctforge.devdb import free_port
 from ctforge.records import templates as records
 from ctforge.records.errors import Conflict
 from ctforge.records.templates import TRANSITIONS
-from service_helpers import API, APPLIANCE, table_rows
+from service_helpers import API, APPLIANCE, service_settings, table_rows
 
 
 def unknown_stack(api, stack_id: str) -> str:
@@ -654,3 +658,29 @@ def test_the_access_log_has_one_line_per_request_and_no_token(api, caplog) -> No
     for token in (*api.tokens.values(), "ctf_guessed", "limit=2"):
         assert all(token not in line for line in lines)
     assert API in lines[1]
+
+
+def test_a_database_that_does_not_answer_is_a_503_not_a_500(tmp_path) -> None:
+    down = Database(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/ctforge")
+    client = TestClient(create_app(service_settings(tmp_path), db=down, check_database=False),
+                        raise_server_exceptions=False)
+    for method, path in (("GET", "/templates"), ("GET", "/templates/tree"),
+                         ("POST", "/templates"), ("GET", "/vmids")):
+        answer = client.request(method, f"{API}{path}", headers={"Authorization": "Bearer ctf_x"},
+                                json={"name": "web", "base_ct_template": APPLIANCE})
+        assert answer.status_code == 503, (path, answer.text)
+        assert detail(answer) == messages.DATABASE_BUSY
+    assert client.get(f"{API}/health").status_code == 200
+    ready = client.get(f"{API}/ready")
+    assert ready.status_code == 503 and ready.json()["checks"][0]["ok"] is False
+    assert client.get(f"{API}/version").json()["database_revision"] is None
+
+
+def test_a_database_behind_is_not_ready(tmp_path) -> None:
+    behind = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+    client = TestClient(create_app(service_settings(tmp_path), db=behind, check_database=False))
+    ready = client.get(f"{API}/ready")
+    assert ready.status_code == 503
+    [database] = [c for c in ready.json()["checks"] if c["name"] == "database"]
+    assert database["ok"] is False and "`ctforge db upgrade`" in database["detail"]
+    behind.dispose()
