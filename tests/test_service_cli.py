@@ -200,3 +200,18 @@ def test_serve_answers_an_oversized_chunked_body_with_a_json_413(served) -> None
     assert answer.getheader("Content-Type") == "application/json"
     assert json.loads(answer.read()) == {"detail": messages.BODY_TOO_LARGE.format(limit=64 * 1024)}
     connection.close()
+
+
+def test_db_status_and_a_bad_user_name(env, state_dir) -> None:
+    behind = ctforge(env, "db", "status")
+    assert behind.returncode == 2
+    assert f"{database_url(state_dir)}: at no revision (empty); newest 0001" in behind.stdout
+    assert ctforge(env, "db", "upgrade").returncode == 0
+    current = ctforge(env, "db", "status")
+    assert current.returncode == 0
+    assert current.stdout.strip() == f"{database_url(state_dir)}: at 0001; newest 0001"
+    for name in ("Alice", "al;ce", "al\nce", "1alice", "a" * 65):
+        refused = ctforge(env, "users", "add", name)
+        assert refused.returncode == 2, name
+        assert f"{name!r} is not a user name" in refused.stderr
+    assert "0 users" in ctforge(env, "users", "list").stdout
