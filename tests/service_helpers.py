@@ -86,7 +86,9 @@ def service_settings(state_dir: Path, **overrides: Any) -> Settings:
 class ApiClient:
     """A TestClient on create_app() over `db`, with the users alice (admin), bob and carol."""
 
-    def __init__(self, db: Database, settings: Settings, **app_args: Any) -> None:
+    def __init__(self, db: Database, settings: Settings, *, tokens: dict[str, str] | None = None,
+                 **app_args: Any) -> None:
+        """`tokens`: the users exist already (another ApiClient's), use their tokens."""
         self.db = db
         self.settings = settings
         self.app = create_app(settings, db=db, check_database=False, **app_args)
@@ -94,7 +96,9 @@ class ApiClient:
         self.catalog = self.service.catalog
         # A 500 must reach the test as an answer it asserts on, not as the server's exception.
         self.client = TestClient(self.app, raise_server_exceptions=False)
-        self.tokens: dict[str, str] = {}
+        self.tokens: dict[str, str] = dict(tokens or {})
+        if tokens:
+            return
         with db.writing() as session:
             for name, admin in USERS.items():
                 user = users.add_user(session, name, admin=admin)

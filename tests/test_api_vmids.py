@@ -89,15 +89,18 @@ def test_move_claim_takes_the_next_free_id(api) -> None:
 
 # --- concurrency: real commits --------------------------------------------------------------------
 
-def create_at_once(db: Database, tmp_path: Path, count: int = 50) -> list[int]:
-    """`count` threads POST /templates at the same moment; returns the VMIDs they got."""
-    api = ApiClient(db, service_settings(tmp_path / "state"))
+def create_at_once(db: Database, tmp_path: Path, count: int = 50, other: Database | None = None) -> list[int]:
+    """`count` threads POST /templates at the same moment (alternating between two apps, each with
+    its own engine and pool, when `other` is given); returns the VMIDs they got."""
+    apps = [ApiClient(db, service_settings(tmp_path / "state"))]
+    if other is not None:
+        apps.append(ApiClient(other, service_settings(tmp_path / "state"), tokens=apps[0].tokens))
     start = threading.Barrier(count)
 
     def create(i: int):
         start.wait()
-        return api.post("/templates", ("bob", "carol")[i % 2],
-                        json={"name": f"t{i}", "base_ct_template": APPLIANCE})
+        return apps[i % len(apps)].post("/templates", ("bob", "carol")[i % 2],
+                                        json={"name": f"t{i}", "base_ct_template": APPLIANCE})
 
     with ThreadPoolExecutor(count) as pool:
         answers = list(pool.map(create, range(count)))
@@ -124,6 +127,14 @@ def test_fifty_creates_at_once_on_sqlite_get_distinct_vmids(tmp_path: Path) -> N
 
 def test_fifty_creates_at_once_on_postgresql_get_distinct_vmids(fresh_postgresql_database, tmp_path) -> None:
     create_at_once(fresh_postgresql_database, tmp_path)
+
+
+def test_two_services_on_one_postgresql_never_share_a_vmid(fresh_postgresql_database, tmp_path) -> None:
+    second = Database(fresh_postgresql_database.url)  # another engine and pool: as a second process has
+    try:
+        create_at_once(fresh_postgresql_database, tmp_path, count=60, other=second)
+    finally:
+        second.dispose()
 
 
 # --- Proxmox's own view ---------------------------------------------------------------------------
