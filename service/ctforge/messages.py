@@ -121,5 +121,6 @@ VMID_CLAIMED = "VMID {vmid} is claimed by another record: pick another, or leave
 DATABASE_BUSY = "the database did not answer in time: nothing was changed; try again in a moment"
 BODY_TOO_LARGE = "the request body is over {limit} bytes: send less (CTFORGE_MAX_BODY_BYTES sets the limit)"
 ROUTE_NOT_FOUND = "no such route: the API lives under /api/v1 (see /docs)"
+METHOD_NOT_ALLOWED = "this route does not take {method}; it takes: {allowed}"
 STACK_NOT_FOUND = "no stack {stack_id!r} in the catalog; it has: {known}"
 SETTINGS_INVALID = "the service's settings are wrong: {problems}"

@@ -16,7 +16,6 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from ctforge import messages
 from ctforge.api import errors
 from ctforge.api.deps import Service
 from ctforge.api.middleware import AccessLog, BodyLimit
@@ -25,7 +24,6 @@ from ctforge.catalog import load_catalog
 from ctforge.db import Database
 from ctforge.fingerprint import Fingerprints
 from ctforge.proxmox import ProxmoxView
-from ctforge.records.errors import NotFound
 from ctforge.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -59,11 +57,6 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     errors.install(app)
     for module in (meta, stacks, templates, vmids):
         app.include_router(module.router, prefix=API_PREFIX)
-
-    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                   include_in_schema=False)
-    def no_route(path: str) -> None:
-        raise NotFound(messages.ROUTE_NOT_FOUND)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(AccessLog)

@@ -5,6 +5,7 @@ the client sent is echoed back, and no error is ever a 500 with a traceback."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,12 +61,27 @@ async def _database_down(_request: Request, exc: OperationalError) -> JSONRespon
     return JSONResponse(status_code=503, content={"detail": messages.DATABASE_BUSY})
 
 
+def _methods_of(request: Request) -> list[str]:
+    """Every method the API documents for this path (Starlette's Allow names one route's only)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 413:
         detail = messages.BODY_TOO_LARGE.format(limit=request.app.state.max_body_bytes)
-    return JSONResponse(status_code=exc.status_code, content={"detail": detail},
-                        headers=getattr(exc, "headers", None))
+    elif exc.status_code == 404 and detail == "Not Found":  # the router's: no route has this path
+        detail = messages.ROUTE_NOT_FOUND
+    elif exc.status_code == 405:
+        allowed = ", ".join(_methods_of(request))
+        detail = messages.METHOD_NOT_ALLOWED.format(method=request.method, allowed=allowed)
+        headers = {**(headers or {}), "Allow": allowed}
+    return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=headers)
 
 
 def install(app: FastAPI) -> None:

@@ -106,7 +106,8 @@ def db_status() -> None:
 
 @users_app.command("add")
 def add_user(
-    name: Annotated[str, typer.Argument(help="Lower-case letters, digits, '.', '_' and '-'.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Lower-case letters, digits, '.', '_' and '-'.")],
     admin: Annotated[bool, typer.Option("--admin", help="An admin sees and changes every template.")] = False,
 ) -> None:
     """Add a user."""

@@ -90,7 +90,6 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
     label: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    last_used_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens")
 
