@@ -40,11 +40,11 @@ def list_vmids(session: ReadSession, user: CurrentUser, service: ServiceDep,
     asked = service.proxmox.configured and error is None
 
     by_kind = select(VmidClaim.kind, func.count()).group_by(VmidClaim.kind)
-    counts: dict[str, int] = dict(session.execute(by_kind).tuples().all())
+    counts: dict[str, int] = {kind: count for kind, count in session.execute(by_kind)}
     total = sum(counts.values())
     rows = session.execute(
         select(VmidClaim, Template).outerjoin(Template, VmidClaim.template_id == Template.id)
-        .order_by(VmidClaim.vmid).limit(limit).offset(offset)).tuples()
+        .order_by(VmidClaim.vmid).limit(limit).offset(offset)).all()
     claimed = set(session.scalars(select(VmidClaim.vmid).where(VmidClaim.vmid.in_(on_cluster)))) \
         if on_cluster else set()
 
