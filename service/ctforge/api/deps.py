@@ -1,13 +1,15 @@
 """The routes' dependencies, as types: `session: WriteSession`, `user: CurrentUser`,
-`template: TemplateDep`. A writing session commits when the route returns, before the answer is
-sent (scope="function"), and rolls back whole when the route raises."""
+`template: TemplateDep`. A writing session rolls back whole when the route raises; a route that
+writes ends with `return commit(session, answer)`, so the write lock (SQLite) or the claimed rows
+(PostgreSQL) are let go before FastAPI checks the answer on another worker thread: under load every
+worker could otherwise be waiting on a lock held by a request that waits for a worker."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,6 +23,8 @@ from ctforge.fingerprint import Fingerprints
 from ctforge.proxmox import ProxmoxView
 from ctforge.records import templates, users
 from ctforge.settings import Settings
+
+T = TypeVar("T")
 
 
 class Unauthorized(Exception):
@@ -55,6 +59,12 @@ def _read_session(service: ServiceDep) -> Iterator[Session]:
 def _write_session(service: ServiceDep) -> Iterator[Session]:
     with service.db.writing() as session:
         yield session
+
+
+def commit(session: Session, answer: T) -> T:
+    """Commit the route's writes, and hand its answer on (see the module's docstring for why here)."""
+    session.commit()
+    return answer
 
 
 ReadSession = Annotated[Session, Depends(_read_session, scope="function")]

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctforge import messages
@@ -56,8 +57,9 @@ async def _unauthorized(_request: Request, exc: Unauthorized) -> JSONResponse:
                         headers={"WWW-Authenticate": "Bearer"})
 
 
-async def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:
-    log.error("database error: %s", str(exc.orig).splitlines()[0] if exc.orig else exc)
+async def _database_down(_request: Request, exc: OperationalError | PoolTimeout) -> JSONResponse:
+    orig = getattr(exc, "orig", None)
+    log.error("database error: %s", str(orig or exc).splitlines()[0])
     return JSONResponse(status_code=503, content={"detail": messages.DATABASE_BUSY})
 
 
@@ -89,4 +91,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RecordError, _record_error)  # type: ignore[arg-type]
     app.add_exception_handler(Unauthorized, _unauthorized)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_down)  # type: ignore[arg-type]
+    app.add_exception_handler(PoolTimeout, _database_down)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

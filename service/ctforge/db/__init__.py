@@ -29,6 +29,9 @@ from ctforge import messages
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _WRITE = "ctforge_sqlite_begin"
+# One connection for each of the worker threads that run the sync routes (anyio's default limit),
+# so no request waits for a connection while another holds one and waits for a worker.
+POOL_SIZE = 40
 
 
 class DatabaseError(Exception):
@@ -43,6 +46,8 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     path = make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("pool_size", POOL_SIZE)
+    kwargs.setdefault("max_overflow", 0)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -65,8 +70,8 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url, **kwargs)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_size", POOL_SIZE)
+    kwargs.setdefault("max_overflow", 0)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,20 @@ def claimed(session: Session, vmids: VmidRange) -> set[int]:
     return set(rows)
 
 
+# The advisory-lock namespace of VMID claims (PostgreSQL's two-key form: this key, then the VMID).
+_LOCK_SPACE = 0x63746667  # "ctfg"
+
+
+def _may_try(session: Session, vmid: int) -> bool:
+    """On PostgreSQL, whether no other open transaction is inserting this claim: an insert of a key
+    another transaction has inserted but not committed waits for it, so N concurrent creates would
+    each queue behind the ones before. pg_try_advisory_xact_lock answers at once and holds to the
+    end of the transaction. SQLite needs none of it: its writers take turns (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.scalar(select(func.pg_try_advisory_xact_lock(_LOCK_SPACE, vmid))))
+
+
 def claim(session: Session, kind: str, vmids: VmidRange, *, template_id: uuid.UUID | None,
           in_use: Iterable[int] = ()) -> int:
     """Claim the lowest free id of `vmids` for a record; Conflict when the range has none left."""
@@ -43,6 +57,8 @@ def claim(session: Session, kind: str, vmids: VmidRange, *, template_id: uuid.UU
     while True:
         taken = claimed(session, vmids) | in_use
         for vmid in free_ids(VmidRange(first=lowest, last=vmids.last), taken):
+            if not _may_try(session, vmid):
+                continue  # an open transaction is claiming it right now: waiting on it would queue us
             try:
                 with session.begin_nested():
                     session.add(VmidClaim(vmid=vmid, kind=kind, template_id=template_id))

@@ -16,6 +16,7 @@ from ctforge.api.deps import (
     TemplateDep,
     TemplateToChange,
     WriteSession,
+    commit,
 )
 from ctforge.api.schemas import (
     EffectiveStacks,
@@ -75,7 +76,7 @@ def create_template(body: TemplateCreate, session: WriteSession, user: CurrentUs
     template = records.create_template(session, service.catalog, service.settings, user, fields,
                                        in_use=in_use)
     response.headers["Location"] = request.app.url_path_for("get_template", template_id=str(template.id))
-    return public(service, template)
+    return commit(session, public(service, template))
 
 
 @router.get("", response_model=TemplatesPublic, responses=ERRORS, openapi_extra=TOKEN_OPTIONAL)
@@ -134,11 +135,11 @@ def update_template(body: TemplateUpdate, template: TemplateToChange, session: W
     needs_rebuild."""
     fields = TemplateFields(**body.model_dump(), given=set(body.model_fields_set))
     records.update_template(session, service.catalog, user, template, fields)
-    return public(service, template)
+    return commit(session, public(service, template))
 
 
 @router.delete("/{template_id}", status_code=204, responses=ERRORS)
 def delete_template(template: TemplateToChange, session: WriteSession, user: CurrentUser) -> Response:
     """Delete the record and free its VMID; refused while a child inherits from it."""
     records.delete_template(session, user, template)
-    return Response(status_code=204)
+    return commit(session, Response(status_code=204))
