@@ -110,7 +110,7 @@ def create_at_once(db: Database, tmp_path: Path, count: int = 50, other: Databas
     assert len(set(got)) == count  # no VMID twice
     with db.reading() as session:
         rows = session.execute(select(Template.vmid, Template.id)).all()
-        claimed = dict(session.execute(select(VmidClaim.template_id, VmidClaim.vmid)).tuples().all())
+        claimed = {tid: vmid for tid, vmid in session.execute(select(VmidClaim.template_id, VmidClaim.vmid))}
     assert {template_id: vmid for vmid, template_id in rows} == claimed
     assert sorted(claimed.values()) == sorted(got) == list(range(500, 500 + count))  # the lowest ones
     return got
