@@ -7,6 +7,7 @@ The fixtures that use them live in conftest.py (`db`, `api`, `make_api`, `postgr
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -148,3 +149,17 @@ class ApiClient:
     def row(self, template_id: str | uuid.UUID) -> Template | None:
         with self.db.reading() as session:
             return session.get(Template, uuid.UUID(str(template_id)))
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local IPv4/IPv6 addresses in LISTEN state on `port`, read from /proc/net/tcp and tcp6."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:
+                raw = bytes.fromhex(address)
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, words))
+    return found

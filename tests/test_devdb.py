@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from ctforge import devdb
 from ctforge.devdb import PostgresNotFoundError, PostgresServer, PostgresServerError
+from service_helpers import listening_addresses
 
 
 def postgres_unavailable() -> str | None:
@@ -37,22 +38,6 @@ pytestmark = pytest.mark.skipif(postgres_unavailable() is not None, reason=str(p
 def pg() -> Iterator[PostgresServer]:
     with PostgresServer() as server:
         yield server
-
-
-def listening_addresses(port: int) -> set[str]:
-    """The local addresses of the sockets in LISTEN state on `port`, from /proc/net/tcp and tcp6."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, port_hex = local.split(":")
-            if state == "0A" and int(port_hex, 16) == port:
-                if len(address) == 8:
-                    found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(address)[::-1]))
-                else:
-                    words = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, 32, 8))
-                    found.add(socket.inet_ntop(socket.AF_INET6, words))
-    return found
 
 
 def alive(pid: int) -> bool:

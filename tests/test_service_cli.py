@@ -21,6 +21,7 @@ import pytest
 
 from ctforge import messages
 from ctforge.formats import VMID_MAX, VMID_MIN
+from service_helpers import listening_addresses
 
 REPO = Path(__file__).resolve().parent.parent
 CTFORGE = REPO / ".venv" / "bin" / "ctforge"
@@ -166,20 +167,6 @@ def test_a_first_admins_token_works_against_serve_and_is_stored_only_hashed(env,
     written = log.read_text()
     assert '"POST /api/v1/templates" 201' in written and '"POST /api/v1/templates" 401' in written
     assert token not in written and token[8:] not in written
-
-
-def listening_addresses(port: int) -> set[str]:
-    """The local IPv4/IPv6 addresses in LISTEN state on `port`, read from /proc/net/tcp and tcp6."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, port_hex = local.split(":")
-            if state == "0A" and int(port_hex, 16) == port:
-                raw = bytes.fromhex(address)
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-                found.add(socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, words))
-    return found
 
 
 def test_serve_listens_on_loopback_only(served) -> None:
