@@ -60,5 +60,4 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(AccessLog)
-    app.state.max_body_bytes = settings.max_body_bytes
     return app

@@ -76,7 +76,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = getattr(exc, "headers", None)
     if exc.status_code == 413:
-        detail = messages.BODY_TOO_LARGE.format(limit=request.app.state.max_body_bytes)
+        detail = messages.BODY_TOO_LARGE.format(limit=request.app.state.service.settings.max_body_bytes)
     elif exc.status_code == 404 and detail == "Not Found":  # the router's: no route has this path
         detail = messages.ROUTE_NOT_FOUND
     elif exc.status_code == 405:

@@ -19,6 +19,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from ctforge import messages
+from ctforge.catalog import CatalogError
 from ctforge.cli.common import fail
 from ctforge.db import Database, DatabaseError
 from ctforge.db.models import User
@@ -74,9 +75,10 @@ def serve(
 
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with _database():
-        pass
-    app = create_app(settings)
+    try:
+        app = create_app(settings)  # checks the database is current, loads the catalog
+    except (DatabaseError, CatalogError) as exc:
+        raise fail(str(exc)) from None
     uvicorn.run(app, host=host or settings.listen, port=port or settings.port, access_log=False,
                 log_config=None, server_header=False)
 

@@ -263,7 +263,6 @@ def update_template(session: Session, catalog: Catalog, user: User, template: Te
         rebuild = True
     if rebuild and template.status in NEEDS_REBUILD_AFTER_EDIT:
         template.needs_rebuild = True
-    template.updated_at = utcnow()
     _flush(session, template.name)
     return template
 
@@ -310,7 +309,7 @@ def move_status(session: Session, template: Template, to: str, *, error: str | N
                             "build_key_fingerprint"}
     if unknown:
         raise ValueError(f"move_status cannot set {sorted(unknown)}")
-    values: dict[str, Any] = {"status": to, "error_message": error, "updated_at": utcnow(), **facts}
+    values: dict[str, Any] = {"status": to, "error_message": error, **facts}
     if to == "ready":
         values.update(ready_at=utcnow(), needs_rebuild=False, staging_container_ip=None,
                       built_stacks=effective_stacks(_need(catalog), template))
