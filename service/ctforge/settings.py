@@ -51,19 +51,22 @@ class VmidRange(BaseModel):
         return self.first <= other.last and other.first <= self.last
 
 
-def _parse_range(value: object) -> object:
-    if not isinstance(value, str):
-        return value
-    match = re.fullmatch(r"\s*([0-9]+)\s*-\s*([0-9]+)\s*", value)
+def parse_range(text: str) -> VmidRange:
+    """`FIRST-LAST` as a VmidRange; ValueError with the reason for anything else."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*-\s*([0-9]+)\s*", text)
     if match is None:
-        raise ValueError(messages.VMID_RANGE_SYNTAX.format(value=value))
+        raise ValueError(messages.VMID_RANGE_SYNTAX.format(value=text))
     first, last = int(match[1]), int(match[2])
     if not VMID_MIN <= first <= last <= VMID_MAX:
-        raise ValueError(messages.VMID_RANGE_BOUNDS.format(value=value, low=VMID_MIN, high=VMID_MAX))
-    return {"first": first, "last": last}
+        raise ValueError(messages.VMID_RANGE_BOUNDS.format(value=text, low=VMID_MIN, high=VMID_MAX))
+    return VmidRange(first=first, last=last)
 
 
-RangeSetting = Annotated[VmidRange, NoDecode, BeforeValidator(_parse_range)]  # FIRST-LAST, not JSON
+def _range_setting(value: object) -> object:
+    return parse_range(value) if isinstance(value, str) else value
+
+
+RangeSetting = Annotated[VmidRange, NoDecode, BeforeValidator(_range_setting)]  # FIRST-LAST, not JSON
 
 
 class ProxmoxSettings(BaseSettings):
