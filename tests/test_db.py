@@ -35,7 +35,7 @@ def test_an_empty_or_older_database_is_refused_with_the_fix(sqlite_db: Database)
     with pytest.raises(DatabaseBehind) as empty:
         sqlite_db.check_current()
     assert str(empty.value) == messages.DATABASE_BEHIND.format(
-        url=sqlite_db.display_url, current="empty", head="0001")
+        url=sqlite_db.display_url, current="empty", head="0002")
     sqlite_db.upgrade()
     sqlite_db.check_current()
     with sqlite_db.engine.begin() as connection:  # the downgrade path works, and leaves it behind again
@@ -77,3 +77,26 @@ def test_on_postgresql_too_the_migrations_make_the_models_tables_and_go_back(pos
     finally:
         db.dispose()
         postgres.drop_database("migrations_check")
+
+
+def test_upgrading_a_database_with_records_keeps_every_row(sqlite_db: Database) -> None:
+    """0002 copies templates and vmid_claims (SQLite's batch mode) to change their CHECKs: the copy
+    must not cascade the drop of the old table into the claims."""
+    tid, day = "0123456789abcdef0123456789abcdef", "2026-12-01"
+    sqlite_db.upgrade("0001")
+    with sqlite_db.engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'alice', 1, '{day}')")
+        connection.exec_driver_sql(
+            "INSERT INTO templates (id, owner_id, base_ct_template, name, description, vmid, status,"
+            " tech_stacks, inherited_tech_stacks, is_default, env_vars, needs_rebuild, created_at,"
+            " updated_at)"
+            f" VALUES ('{tid}', 1, 'debian-12-standard', 'base', '', 500, 'ready', '[]', '[]',"
+            f" 0, '{{}}', 0, '{day}', '{day}')")
+        connection.exec_driver_sql("INSERT INTO vmid_claims (vmid, kind, template_id, created_at)"
+                                   f" VALUES (500, 'template', '{tid}', '{day}')")
+    sqlite_db.upgrade()
+    with sqlite_db.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT vmid, kind FROM vmid_claims").all() == [(500, "template")]
+        assert connection.exec_driver_sql("SELECT name, status FROM templates").all() == [("base", "ready")]
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

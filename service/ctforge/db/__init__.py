@@ -95,8 +95,19 @@ class Database:
         return make_url(self.url).render_as_string(hide_password=True)
 
     def upgrade(self, revision: str = "head") -> None:
-        with self.engine.begin() as connection:
-            command.upgrade(alembic_config(connection), revision)
+        with self.engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            raw = connection.connection.driver_connection
+            if sqlite:  # batch mode copies a table and drops the old one: that drop must not cascade
+                raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with connection.begin():
+                    command.upgrade(alembic_config(connection), revision)
+                    if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                        raise DatabaseError("a migration left rows whose foreign keys point nowhere")
+            finally:
+                if sqlite:
+                    raw.execute("PRAGMA foreign_keys=ON")
 
     def revisions(self) -> tuple[set[str], set[str]]:
         """(the revisions the database is at, the newest revisions the code knows)."""

@@ -24,8 +24,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-STATUSES = ("pending", "provisioning", "staging", "ready", "error")
-CLAIM_KINDS = ("template", "workspace")
+STATUSES = ("pending", "provisioning", "staging", "ready", "error", "destroyed")
+# smoke: the throwaway clone of a finalize, held by its job for the length of the run
+CLAIM_KINDS = ("template", "workspace", "smoke")
+JOB_KINDS = ("provision", "finalize", "build", "retry", "rebuild", "destroy")
+JOB_STATUSES = ("queued", "running", "successful", "failed", "canceled", "timeout")
+JOB_DONE = frozenset({"successful", "failed", "canceled", "timeout"})
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 # Constraint names that Alembic can address on SQLite and PostgreSQL alike.
 NAMING = {
@@ -141,4 +146,101 @@ class VmidClaim(Base):
     kind: Mapped[str] = mapped_column(String(16))
     template_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("templates.id", ondelete="CASCADE"), unique=True)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Worker(Base):
+    """A service process that runs jobs; its heartbeat tells the others it is alive."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Job(Base):
+    """One lifecycle action on a template: the playbooks it runs, who asked, and how it ended."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("kind", JOB_KINDS), name="kind"),
+        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(16))
+    template_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("templates.id", ondelete="SET NULL"), index=True)
+    template_name: Mapped[str] = mapped_column(String(64))  # kept when the record is deleted
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    started_by: Mapped[str] = mapped_column(String(64))
+    # the playbooks still to run, in order ("provision", "finalize", "destroy")
+    steps: Mapped[list[str]] = mapped_column(default=list)
+    playbook: Mapped[str | None] = mapped_column(String(32))  # the one running, or the last one run
+    rc: Mapped[int | None] = mapped_column(Integer)
+    failed_step: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    artifacts_dir: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(64))
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class JobEvent(Base):
+    """One Ansible event of a job, in the order the run sent them: appended, never changed."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)  # 1, 2, ... within the job
+    event: Mapped[str] = mapped_column(String(64))
+    playbook: Mapped[str | None] = mapped_column(String(32))
+    task: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(255))
+    failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookSubscription(Base):
+    """A URL that gets a signed JSON event when a job ends or a template changes status."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))  # the HMAC key, shared with the subscriber
+    events: Mapped[list[str]] = mapped_column(default=list)  # empty: every event
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscriber, and what came of sending it: the delivery log."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)  # the exact bytes signed and sent
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
