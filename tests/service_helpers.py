@@ -14,16 +14,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from sqlalchemy.orm import sessionmaker
 
 from ctforge.api import create_app
-from ctforge.db import Database
+from ctforge.db import Database, alembic_config
 from ctforge.db.models import Base, Template
 from ctforge.records import templates as template_records
 from ctforge.records import users
 from ctforge.settings import ProxmoxSettings, Settings
+
+# the newest migration, as `ctforge db status` and /version name it
+HEAD_REVISION = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 API = "/api/v1"
 APPLIANCE = "debian-12-standard"

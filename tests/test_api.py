@@ -21,7 +21,7 @@ from ctforge.devdb import free_port
 from ctforge.records import templates as records
 from ctforge.records.errors import Conflict
 from ctforge.records.templates import TRANSITIONS
-from service_helpers import API, APPLIANCE, service_settings, table_rows
+from service_helpers import API, APPLIANCE, HEAD_REVISION, service_settings, table_rows
 
 
 def unknown_stack(api, stack_id: str) -> str:
@@ -640,7 +640,7 @@ def test_health_ready_and_version(api) -> None:
     assert ready.status_code == 200 and ready.json()["ready"] is True
     assert {c["name"]: c["ok"] for c in ready.json()["checks"]} == {"database": True, "proxmox": True}
     assert api.get("/version").json() == {
-        "version": version("ctforge"), "api": "v1", "database_revision": "0001"}
+        "version": version("ctforge"), "api": "v1", "database_revision": HEAD_REVISION}
 
 
 def test_the_access_log_has_one_line_per_request_and_no_token(api, caplog) -> None:

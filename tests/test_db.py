@@ -15,6 +15,7 @@ from sqlalchemy import inspect, text
 from ctforge import messages
 from ctforge.db import Database, DatabaseBehind, DatabaseError, alembic_config
 from ctforge.db.models import Base
+from service_helpers import HEAD_REVISION
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_an_empty_or_older_database_is_refused_with_the_fix(sqlite_db: Database)
     with pytest.raises(DatabaseBehind) as empty:
         sqlite_db.check_current()
     assert str(empty.value) == messages.DATABASE_BEHIND.format(
-        url=sqlite_db.display_url, current="empty", head="0002")
+        url=sqlite_db.display_url, current="empty", head=HEAD_REVISION)
     sqlite_db.upgrade()
     sqlite_db.check_current()
     with sqlite_db.engine.begin() as connection:  # the downgrade path works, and leaves it behind again

@@ -21,7 +21,7 @@ import pytest
 
 from ctforge import messages
 from ctforge.formats import VMID_MAX, VMID_MIN
-from service_helpers import listening_addresses
+from service_helpers import HEAD_REVISION, listening_addresses
 
 REPO = Path(__file__).resolve().parent.parent
 CTFORGE = REPO / ".venv" / "bin" / "ctforge"
@@ -59,7 +59,7 @@ def database_url(state_dir: Path) -> str:
 def test_serve_refuses_an_unmigrated_database_naming_the_fix(env, state_dir) -> None:
     refused = ctforge(env, "serve", CTFORGE_PORT=str(free_port()))
     assert refused.returncode == 2
-    behind = messages.DATABASE_BEHIND.format(url=database_url(state_dir), current="empty", head="0001")
+    behind = messages.DATABASE_BEHIND.format(url=database_url(state_dir), current="empty", head=HEAD_REVISION)
     assert refused.stderr.splitlines()[-1] == messages.CLI_ERROR.format(message=behind)
     assert "`ctforge db upgrade`" in refused.stderr
     for command in (("users", "add", "alice"), ("tokens", "create", "alice")):
@@ -105,7 +105,7 @@ def served(env, state_dir, tmp_path) -> Iterator[tuple[str, Path]]:
     """`ctforge serve` on a migrated database and a free loopback port: (its base URL, its log)."""
     upgraded = ctforge(env, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr
-    assert upgraded.stdout.strip() == f"ok: {database_url(state_dir)} is at revision 0001"
+    assert upgraded.stdout.strip() == f"ok: {database_url(state_dir)} is at revision {HEAD_REVISION}"
     port = free_port()
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -192,11 +192,11 @@ def test_serve_answers_an_oversized_chunked_body_with_a_json_413(served) -> None
 def test_db_status_and_a_bad_user_name(env, state_dir) -> None:
     behind = ctforge(env, "db", "status")
     assert behind.returncode == 2
-    assert f"{database_url(state_dir)}: at no revision (empty); newest 0001" in behind.stdout
+    assert f"{database_url(state_dir)}: at no revision (empty); newest {HEAD_REVISION}" in behind.stdout
     assert ctforge(env, "db", "upgrade").returncode == 0
     current = ctforge(env, "db", "status")
     assert current.returncode == 0
-    assert current.stdout.strip() == f"{database_url(state_dir)}: at 0001; newest 0001"
+    assert current.stdout.strip() == f"{database_url(state_dir)}: at {HEAD_REVISION}; newest {HEAD_REVISION}"
     for name in ("Alice", "al;ce", "al\nce", "1alice", "a" * 65):
         refused = ctforge(env, "users", "add", name)
         assert refused.returncode == 2, name

@@ -108,6 +108,22 @@ class Settings(BaseSettings):
     proxmox_cache_seconds: float = Field(2.0, ge=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     proxmox: ProxmoxSettings = Field(default_factory=ProxmoxSettings)
+    # Jobs: how many playbook runs at once in this process, and when one is ended as hung.
+    job_workers: int = Field(4, ge=1, le=64)
+    job_timeout_seconds: int = Field(3600, ge=10)
+    job_keep_days: float = Field(14.0, gt=0)  # a finished job's private_data_dir, then removed
+    # A process writes its heartbeat this often; one silent for job_reap_seconds is taken for dead,
+    # and its running jobs are failed ("service restarted during the run") by whoever sees it.
+    job_heartbeat_seconds: float = Field(5.0, gt=0)
+    job_reap_seconds: float = Field(30.0, gt=0)
+    job_poll_seconds: float = Field(1.0, gt=0)  # how often a worker looks for jobs queued elsewhere
+    # The apt proxy the CTs use while stacks install (ctforge_apt_proxy); unset: the inventory's.
+    apt_proxy: str | None = None
+    # Webhooks: a failed delivery is sent again after backoff, 2x longer each time, this many times.
+    webhook_attempts: int = Field(8, ge=1)
+    webhook_backoff_seconds: float = Field(2.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(300.0, gt=0)
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
     def _ranges_apart(self) -> Self:
@@ -122,7 +138,12 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.state_dir / 'ctforge.db'}"
 
     def vmid_range(self, kind: str) -> VmidRange:
-        return self.template_vmids if kind == "template" else self.workspace_vmids
+        return self.workspace_vmids if kind == "workspace" else self.template_vmids
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where each job's private_data_dir lives."""
+        return self.state_dir / "jobs"
 
 
 @lru_cache

@@ -19,10 +19,12 @@ from fastapi import FastAPI
 from ctforge.api import errors
 from ctforge.api.deps import Service
 from ctforge.api.middleware import AccessLog, BodyLimit
-from ctforge.api.routes import meta, stacks, templates, vmids
+from ctforge.api.routes import ROUTERS
 from ctforge.catalog import load_catalog
 from ctforge.db import Database
 from ctforge.fingerprint import Fingerprints
+from ctforge.jobs.pool import JobPool
+from ctforge.notify import Deliverer
 from ctforge.proxmox import ProxmoxView
 from ctforge.settings import Settings, get_settings
 
@@ -43,10 +45,20 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
         fingerprints=Fingerprints(catalog, settings.catalog_dir, settings.roles_dir),
     )
 
+    service.jobs = JobPool(service)
+    service.deliverer = Deliverer(service)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        db.dispose()
+        # the worker pool and the webhook deliverer live exactly as long as the app serves
+        service.jobs.start()
+        service.deliverer.start()
+        try:
+            yield
+        finally:
+            service.deliverer.stop()
+            service.jobs.stop()
+            db.dispose()
 
     app = FastAPI(
         title="ctforge", version=version("ctforge"), lifespan=lifespan,
@@ -55,7 +67,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     )
     app.state.service = service
     errors.install(app)
-    for module in (meta, stacks, templates, vmids):
+    for module in ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -42,6 +42,8 @@ class Service:
     catalog: Catalog
     proxmox: ProxmoxView
     fingerprints: Fingerprints
+    jobs: Any = None  # ctforge.jobs.pool.JobPool, set by create_app
+    deliverer: Any = None  # ctforge.notify.Deliverer, set by create_app
 
 
 def get_service(request: Request) -> Service:
