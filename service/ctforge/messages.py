@@ -124,3 +124,40 @@ ROUTE_NOT_FOUND = "no such route: the API lives under /api/v1 (see /docs)"
 METHOD_NOT_ALLOWED = "this route does not take {method}; it takes: {allowed}"
 STACK_NOT_FOUND = "no stack {stack_id!r} in the catalog; it has: {known}"
 SETTINGS_INVALID = "the service's settings are wrong: {problems}"
+
+# Jobs (lifecycle actions).
+JOB_NOT_FOUND = "no job with id {id}"
+JOB_RUNNING_ON_TEMPLATE = (
+    "template {name!r} has a {kind} job that is {status} ({job_id}): one job at a time on a template; "
+    "wait for it or cancel it (POST /api/v1/jobs/{job_id}/cancel)"
+)
+ACTION_NEEDS_STATUS = "cannot {action} template {name!r}: it is {status}; {action} takes a template that is {wanted}"
+ACTION_PARENT_NOT_READY = (
+    "cannot {action} template {name!r}: its parent {parent!r} is {status}; a child is made from a ready "
+    "parent, so build the parent first"
+)
+RETRY_NOTHING_FAILED = "template {name!r} has no failed job to retry: start it with provision or build"
+DESTROY_HAS_CHILDREN = (
+    "template {name!r} cannot be destroyed: templates are built on it ({children}); destroy them first"
+)
+JOB_ALREADY_DONE = "job {job_id} has ended already ({status}): there is nothing to cancel"
+JOB_CANCELED_BY = "canceled by {user}"
+JOB_TIMED_OUT = "timed out after {seconds} s (CTFORGE_JOB_TIMEOUT_SECONDS) during {step}"
+JOB_SERVICE_RESTARTED = "service restarted during the run"
+JOB_STEP_FAILED = "{step} failed: {cause}"
+JOB_REQUEST_INVALID = "the record does not make a valid {playbook} request: {problems}"
+JOB_PROXMOX_UNREACHABLE = "the Proxmox API did not answer while the job was prepared: {cause}"
+
+# --- webhooks and metrics (issue #13: telling others) ---------------------------------------------
+WEBHOOKS_NEED_ADMIN = "only an admin may list, add or remove webhook subscriptions and read their deliveries"
+WEBHOOK_NOT_FOUND = "no webhook subscription with id {id}"
+WEBHOOK_HTTP_STATUS = "the subscriber answered HTTP {status} {reason}: only a 2xx counts as delivered"
+WEBHOOK_REDIRECT = (
+    "the subscriber answered HTTP {status} (a redirect to {location}): redirects are not followed; "
+    "point the subscription at the final URL"
+)
+WEBHOOK_SEND_FAILED = "sending failed: {error}"
+WEBHOOK_LAST_ATTEMPT_LOST = (
+    "the service stopped during the last attempt ({attempts} of {limit}): the subscriber may or may "
+    "not have got it"
+)
