@@ -239,3 +239,69 @@ class Version(BaseModel):
     version: str
     api: str
     database_revision: str | None
+
+
+# --- webhooks (issue #13: telling others) -------------------------------------------------------
+
+# The events a subscription may ask for (ctforge.notify.EVENTS; a test keeps the two in step); a
+# ping goes to one subscriber when an admin asks for it, whatever its list.
+WebhookEvent = Literal["job.finished", "template.status"]
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+# http or https, a host name, IPv4 or [IPv6] address, an optional port, then printable ASCII; no
+# user:password@ (a credential in the URL would show in every listing: the secret signs instead).
+WEBHOOK_URL = r"https?://(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?(?:[/?][\x21-\x7e]*)?"
+WEBHOOK_SECRET = r"[\x21-\x7e]{16,128}"
+PATTERN_RULES["url"] = (
+    "an http:// or https:// URL: a host name or address, an optional port, then a path without "
+    "spaces; no user:password@"
+)
+PATTERN_RULES["secret"] = "16 to 128 printable ASCII characters without spaces"
+
+WebhookUrl = Annotated[str, Field(pattern=whole(WEBHOOK_URL), max_length=2048)]
+WebhookSecret = Annotated[str, Field(pattern=whole(WEBHOOK_SECRET))]
+WebhookEvents = Annotated[list[WebhookEvent], Field(max_length=8, json_schema_extra={"uniqueItems": True}),
+                          AfterValidator(_no_repeats)]
+
+
+class WebhookCreate(_Body):
+    url: WebhookUrl
+    secret: WebhookSecret | None = Field(
+        None, description="The HMAC key the subscriber verifies with; default: one is made and shown once.")
+    events: WebhookEvents = Field(default_factory=list, description="The events to send; empty: every event.")
+
+
+class WebhookPublic(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    created_by: str
+    created_at: datetime
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="Shown this once: no listing shows it again.")
+
+
+class WebhooksPublic(BaseModel):
+    data: list[WebhookPublic]
+    count: int
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: int
+    subscription_id: uuid.UUID
+    event: str
+    status: DeliveryStatus
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None = Field(
+        description="When it is sent next; null once delivered or failed.")
+    created_at: datetime
+    delivered_at: datetime | None
+    body: str = Field(description="The exact JSON text signed and sent.")
+
+
+class WebhookDeliveriesPublic(BaseModel):
+    data: list[WebhookDeliveryPublic]
+    count: int
