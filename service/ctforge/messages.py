@@ -131,7 +131,9 @@ JOB_RUNNING_ON_TEMPLATE = (
     "template {name!r} has a {kind} job that is {status} ({job_id}): one job at a time on a template; "
     "wait for it or cancel it (POST /api/v1/jobs/{job_id}/cancel)"
 )
-ACTION_NEEDS_STATUS = "cannot {action} template {name!r}: it is {status}; {action} takes a template that is {wanted}"
+ACTION_NEEDS_STATUS = (
+    "cannot {action} template {name!r}: it is {status}; {action} takes a template that is {wanted}"
+)
 ACTION_PARENT_NOT_READY = (
     "cannot {action} template {name!r}: its parent {parent!r} is {status}; a child is made from a ready "
     "parent, so build the parent first"
@@ -161,3 +163,4 @@ WEBHOOK_LAST_ATTEMPT_LOST = (
     "the service stopped during the last attempt ({attempts} of {limit}): the subscriber may or may "
     "not have got it"
 )
+JOB_SERVICE_STOPPED = "the service was stopped during the run"

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ctforge.formats import MAPPINGS, SCALARS, STACK_ID, STORAGE_ID, VMID_MAX, VMID_MIN
 from ctforge.records.users import USER_NAME
 
-Status = Literal["pending", "provisioning", "staging", "ready", "error"]
+Status = Literal["pending", "provisioning", "staging", "ready", "error", "destroyed"]
 MAX_STACKS = 64
 MAX_ENV_VARS = 128
 
@@ -305,3 +305,51 @@ class WebhookDeliveryPublic(BaseModel):
 class WebhookDeliveriesPublic(BaseModel):
     data: list[WebhookDeliveryPublic]
     count: int
+
+
+# --- jobs -------------------------------------------------------------------------------------------
+JobKind = Literal["provision", "finalize", "build", "retry", "rebuild", "destroy"]
+JobStatus = Literal["queued", "running", "successful", "failed", "canceled", "timeout"]
+
+
+class JobPublic(BaseModel):
+    id: uuid.UUID
+    kind: JobKind
+    template_id: uuid.UUID | None
+    template_name: str
+    status: JobStatus
+    started_by: str
+    steps: list[str] = Field(description="The playbooks the job runs, in order.")
+    playbook: str | None = Field(description="The playbook running now, or the last one run.")
+    rc: int | None
+    failed_step: str | None = Field(description="The build step that failed: clone, start, ip, ssh, ...")
+    error: str | None
+    artifacts_dir: str | None
+    cancel_requested_by: str | None
+    event_count: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+class JobEventPublic(BaseModel):
+    seq: int
+    event: str
+    playbook: str | None
+    task: str | None
+    host: str | None
+    failed: bool
+    stdout: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class JobEventsPublic(BaseModel):
+    data: list[JobEventPublic]
+    next: int = Field(description="The `after` that continues the listing (the last seq given).")
+    done: bool = Field(description="Whether the job has ended and every event of it was listed.")
