@@ -72,6 +72,29 @@ class ProxmoxView:
             for e in entries if "vmid" in e
         ]
 
+    def _call(self, read: Any) -> Any:
+        where = f"{self.settings.host}:{self.settings.port}"
+        try:
+            return read(self._client())
+        except ResourceException as exc:
+            raise Unavailable(messages.PROXMOX_REFUSED.format(
+                where=where, status=exc.status_code, reason=exc.status_message or exc.content)) from None
+        except requests.RequestException as exc:
+            raise Unavailable(messages.PROXMOX_DOWN.format(where=where, error=type(exc).__name__)) from None
+
+    def ct_ipv4(self, node: str, vmid: int) -> str | None:
+        """The CT's global IPv4 address as its node reports it now, or None (stopped, no address)."""
+        interfaces = self._call(lambda api: api.nodes(node).lxc(vmid).interfaces.get()) or []
+        for iface in interfaces:
+            address = str(iface.get("inet") or "").split("/")[0]
+            if iface.get("name") != "lo" and address and not address.startswith(("127.", "169.254.")):
+                return address
+        return None
+
+    def guest(self, vmid: int) -> Guest | None:
+        """The guest with this VMID as the cluster lists it now (no cache), or None."""
+        return next((g for g in self.guests(fresh=True) if g.vmid == vmid), None)
+
     def guests(self, *, fresh: bool = False) -> list[Guest]:
         """Every VM and CT of the cluster, every node; [] when no Proxmox is configured."""
         if not self.configured:

@@ -22,12 +22,13 @@ from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ctforge import messages
-from ctforge.catalog import DEFAULT_CATALOG_DIR, DEFAULT_ROLES_DIR
+from ctforge.catalog import DEFAULT_CATALOG_DIR, DEFAULT_ROLES_DIR, REPO_ROOT
 from ctforge.formats import SCALARS, VMID_MAX, VMID_MIN, anchored
 
 DEFAULT_STATE_DIR = Path("/var/lib/ctforge")
 DEFAULT_LISTEN = "127.0.0.1"
 DEFAULT_PORT = 8100
+DEFAULT_INVENTORY = REPO_ROOT / "inventories" / "minipve.yml"
 KINDS = ("template", "workspace")
 
 
@@ -108,6 +109,9 @@ class Settings(BaseSettings):
     proxmox_cache_seconds: float = Field(2.0, ge=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     proxmox: ProxmoxSettings = Field(default_factory=ProxmoxSettings)
+    # The control inventory of every run (the Proxmox endpoint comes from PROXMOX_* there); each job
+    # adds an inventory of its own with the staging CT.
+    inventory: Path = DEFAULT_INVENTORY
     # Jobs: how many playbook runs at once in this process, and when one is ended as hung.
     job_workers: int = Field(4, ge=1, le=64)
     job_timeout_seconds: int = Field(3600, ge=10)

@@ -15,20 +15,22 @@ from sqlalchemy import ColumnElement, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ctforge import messages
+from ctforge import messages, notify
 from ctforge.catalog import Catalog, CatalogError
 from ctforge.db.models import Template, User, utcnow
 from ctforge.records import vmids
 from ctforge.records.errors import Conflict, Forbidden, Invalid, NotFound
 from ctforge.settings import Settings
 
-# pending → provisioning → staging → ready; any of them → error; error → back by retry.
+# pending → provisioning → staging → ready; any of them → error; error → back by retry. A destroy
+# job takes any record whose CT is not being made to destroyed; provision makes it again from there.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"provisioning", "error"}),
+    "pending": frozenset({"provisioning", "error", "destroyed"}),
     "provisioning": frozenset({"staging", "error"}),
-    "staging": frozenset({"ready", "error"}),
-    "ready": frozenset({"error"}),
-    "error": frozenset({"pending", "provisioning", "staging"}),
+    "staging": frozenset({"ready", "error", "destroyed"}),
+    "ready": frozenset({"error", "destroyed"}),
+    "error": frozenset({"pending", "provisioning", "staging", "destroyed"}),
+    "destroyed": frozenset({"provisioning"}),
 }
 BUSY = frozenset({"provisioning"})  # a job works on the CT: the record waits for it
 NEEDS_REBUILD_AFTER_EDIT = frozenset({"staging", "ready"})  # the CT exists: an edit is not in it yet
@@ -290,13 +292,14 @@ def _need(catalog: Catalog | None) -> Catalog:
 # --- the one place a status moves ---------------------------------------------------------------
 
 def move_status(session: Session, template: Template, to: str, *, error: str | None = None,
-                catalog: Catalog | None = None, **facts: Any) -> Template:
+                catalog: Catalog | None = None, job_id: uuid.UUID | None = None, **facts: Any) -> Template:
     """Move `template` to status `to`, or refuse: an illegal step raises Conflict, and so does a
     status that another writer changed since the record was read (compare-and-set on the status).
 
     `error` is the message an `error` status must carry; `facts` are the columns the step sets
     (staging_container_ip, node, storage, built_fingerprint, build_key_fingerprint). Becoming
-    `ready` records the effective stacks it was built with, so it needs the catalog.
+    `ready` records the effective stacks it was built with, so it needs the catalog. Every move is
+    published to the webhook subscribers ("template.status"), in the same transaction.
     """
     current = template.status
     if to not in TRANSITIONS.get(current, frozenset()):
@@ -320,6 +323,9 @@ def move_status(session: Session, template: Template, to: str, *, error: str | N
         session.refresh(template)
         raise Conflict(messages.STATUS_CHANGED_MEANWHILE.format(
             name=template.name, expected=current, found=template.status))
+    notify.publish(session, "template.status", {
+        "template_id": str(template.id), "name": template.name, "from": current, "to": to,
+        "error": error, "job_id": str(job_id) if job_id else None})
     session.refresh(template)
     return template
 
