@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from playbook_helpers import REPO, api
+from playbook_helpers import REPO, api, destroy, wait_task
 
 pytestmark = [pytest.mark.host]
 
@@ -130,3 +130,36 @@ def test_a_module_step_reports_a_failed_task_in_proxmoxs_words_without_waiting_o
     assert rc != 0
     assert f"Proxmox task vzcreate {VMID} failed: injected: the storage went away" in output
     assert all(ct["vmid"] != VMID for ct in px.nodes(node).lxc.get())
+
+
+def test_an_ssh_wait_that_runs_out_says_whether_the_address_or_ssh_is_missing(minipve, faults, tmp_path):
+    """until: ssh on .../interfaces: a stopped CT has no address; with minipve's ssh_unreachable fault it
+    shows one on which nothing answers; without the fault the same wait returns the CT's address."""
+    px = api(minipve.env)
+    node = minipve.env["PROXMOX_NODE"]
+    appliance = px.nodes(node).storage("local").content.get(content="vztmpl")[0]["volid"]
+    path = f"/nodes/{node}/lxc/{VMID}/interfaces"
+    wait = {"pve_api": {"path": path, "until": "ssh", "timeout": 2}, "ignore_errors": True}
+    try:
+        create = {"vmid": VMID, "ostemplate": appliance, "storage": "local", "rootfs": "local:1",
+                  "net0": "name=eth0,bridge=vmbr0,ip=dhcp"}
+        wait_task(px, node, px.nodes(node).lxc.post(**create))
+        _, results, _ = run_tasks(minipve.env, tmp_path, [wait])
+        assert results[0]["failed"] is True
+        assert results[0]["msg"] == f"CT {VMID} has no global IPv4 address after 2 s"
+        assert "ipv4" not in results[0]
+
+        wait_task(px, node, px.nodes(node).lxc(VMID).status.start.post())
+        rc, results, _ = run_tasks(minipve.env, tmp_path, [{"pve_api": {"path": path, "until": "ssh"}}])
+        assert rc == 0, results
+        real = results[0]["ipv4"]
+
+        faults(ssh_unreachable=True)
+        _, results, _ = run_tasks(minipve.env, tmp_path, [wait])
+        shown = results[0].get("ipv4")
+        assert shown and shown != real
+        assert results[0]["msg"] == f"SSH does not answer on {shown}:22 after 2 s"
+    finally:
+        faults()
+        if any(ct["vmid"] == VMID for ct in px.nodes(node).lxc.get()):
+            destroy(px, node, VMID)

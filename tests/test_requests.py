@@ -295,7 +295,8 @@ def test_a_valid_net0_passes_and_any_junk_after_it_is_refused(net: str, junk: st
 def test_the_numeric_patterns_are_proxmox_bounds(n: int) -> None:
     bounds = {"ctforge_vmid": (100, 999_999_999), "ctforge_cores": (1, 8192),
               "ctforge_memory": (16, 999_999_999), "ctforge_swap": (0, 999_999_999),
-              "ctforge_disk_gb": (1, 999_999), "ctforge_pve_module_wait": (1, 9999)}
+              "ctforge_disk_gb": (1, 999_999), "ctforge_pve_module_wait": (1, 9999),
+              "ctforge_ssh_timeout": (1, 99_999)}
     for field, (low, high) in bounds.items():
         by_pattern = re.fullmatch(formats.FORMATS["scalars"][field], str(n)) is not None
         assert by_pattern == (low <= n <= high), (field, n)

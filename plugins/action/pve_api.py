@@ -23,6 +23,11 @@ except ImportError:  # pragma: no cover - the venv always has requests (proxmoxe
     HAS_REQUESTS = False
 
 UPID_RE = re.compile(r"^UPID:[^:]+:[0-9A-Fa-f]{8}:")
+CT_PATH_RE = re.compile(r"/lxc/([0-9]+)/")
+
+# What a poll that ran out says: which part of "reachable over SSH" is missing.
+NO_IPV4 = "CT {ct} has no global IPv4 address after {timeout} s"
+SSH_SILENT = "SSH does not answer on {addr}:22 after {timeout} s"
 
 ARGUMENT_SPEC = {
     # not `required`: module_defaults or the environment supply them; checked in run() with a clear message
@@ -140,6 +145,7 @@ def poll(client: PveClient, path: str, until: str, timeout: int, interval: float
     deadline = time.monotonic() + timeout
     while True:
         data = client.call("GET", path)
+        addr = None
         if until == "template" and int((data or {}).get("template") or 0) == 1:
             return {"data": data}
         if until in ("ipv4", "ssh"):
@@ -147,8 +153,18 @@ def poll(client: PveClient, path: str, until: str, timeout: int, interval: float
             if addr and (until == "ipv4" or ssh_answers(addr)):
                 return {"data": data, "ipv4": addr}
         if time.monotonic() > deadline:
-            raise PveError(f"GET {path}: still no {until} after {timeout} s", data=data)
+            raise PveError(_poll_timeout(path, until, timeout, addr), data=data,
+                           **({"ipv4": addr} if addr else {}))
         time.sleep(interval)
+
+
+def _poll_timeout(path: str, until: str, timeout: int, addr: str | None) -> str:
+    if until == "ssh" and addr:
+        return SSH_SILENT.format(addr=addr, timeout=timeout)
+    if until in ("ipv4", "ssh"):
+        ct = CT_PATH_RE.search(path + "/")
+        return NO_IPV4.format(ct=ct.group(1) if ct else path, timeout=timeout)
+    return f"GET {path}: still no {until} after {timeout} s"
 
 
 def request(p: dict) -> dict:

@@ -42,6 +42,8 @@ options:
       - Repeat the GET until a condition holds, O(poll_interval) apart, at most O(timeout) seconds.
       - C(ipv4) on C(.../interfaces) waits for a global IPv4 address; C(ssh) also waits until port 22
         of that address answers with an SSH banner; C(template) on C(.../config) waits until the config says C(template=1).
+      - "Running out of time fails with what is missing: C(CT 200 has no global IPv4 address after 180 s), or with
+        C(ssh), once an address is shown, C(SSH does not answer on 10.0.0.5:22 after 180 s) (with that address as C(ipv4))."
     type: str
     choices: [ipv4, ssh, template]
 author: ctforge
@@ -51,5 +53,5 @@ RETURN = r"""
 data: {description: The reply's data., returned: always, type: raw}
 upid: {description: The task id when the reply was one., returned: when a task was started, type: str}
 exitstatus: {description: "The task's exit status: OK, WARNINGS n or the error.", returned: when waited, type: str}
-ipv4: {description: The CT's global IPv4 address., returned: with until ipv4 or ssh, type: str}
+ipv4: {description: The CT's global IPv4 address., returned: "with until ipv4 or ssh, also when SSH did not answer on it", type: str}
 """

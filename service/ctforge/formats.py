@@ -97,6 +97,8 @@ SCALARS: dict[str, str] = {
     "ctforge_state_dir": ABS_PATH,
     # How long a community.proxmox module waits for its task before the playbook follows it by UPID (s).
     "ctforge_pve_module_wait": r"[1-9][0-9]{0,3}",
+    # How long provision and finalize wait for a started CT's IPv4 and SSH (tasks/wait_for_ssh.yml, s).
+    "ctforge_ssh_timeout": r"[1-9][0-9]{0,4}",
     # The roles' shared options (roles/*/defaults): the dev user's name, and a full pass of every role.
     "ctforge_dev_user": r"(?!root\Z)[a-z_][a-z0-9_-]{0,31}",  # a user name other than root
     "ctforge_reapply": BOOLEAN,

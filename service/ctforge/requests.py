@@ -183,6 +183,8 @@ class ProvisionRequest(_BuildKey):
     # default: the controller's /usr/local/share/ca-certificates/*.crt
     ctforge_ca_certificates: Annotated[list[Path_], AfterValidator(_unique)] | None = None
     ctforge_smoke_vmid: _formatted("ctforge_smoke_vmid", int, **_VMID) | None = None  # build.yml's finalize
+    # seconds the started staging CT has to show a global IPv4 and answer over SSH
+    ctforge_ssh_timeout: _formatted("ctforge_ssh_timeout", int, ge=1) = 180
     # The roles' shared options; None: the roles' defaults (kobozo; no forced full pass).
     ctforge_dev_user: _formatted("ctforge_dev_user") | None = None
     ctforge_reapply: Boolean | None = None
@@ -220,6 +222,8 @@ class FinalizeRequest(_BuildKey):
 
     ctforge_vmid: Vmid
     ctforge_smoke_vmid: _formatted("ctforge_smoke_vmid", int, **_VMID) | None = None  # default: next free id
+    # seconds a started CT (a staging CT brought up again, the smoke clone) has for its IPv4 and SSH
+    ctforge_ssh_timeout: _formatted("ctforge_ssh_timeout", int, ge=1) = 180
 
 
 class DestroyRequest(_Request):
