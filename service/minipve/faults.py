@@ -7,6 +7,13 @@ Set through `/minipve/faults` (outside /api2/json). All of it is in memory and c
 - `name_late`: for N s after a CT is created or cloned, its /cluster/resources entry holds only
   `id`, `vmid`, `node`, `type`, `status: "unknown"` (and `lock`, `tags`): no `name`, `template`,
   memory or disk figures, as on a real cluster until the node's next stats push (every 10 s).
+- `ssh_unreachable`: true makes GET /nodes/{node}/lxc/{vmid}/interfaces report, for eth0 of every
+  running CT that has its address, another one instead: an address of minipve's own subnet that no
+  container has (the top of the static half, below the DHCP range, skipping any a CT's netN sets).
+  The CT itself is untouched and keeps answering on its real address; a client that trusts the API
+  connects to nothing and its SSH wait runs out, as it does when a CT's network or sshd is broken.
+  false (the default) reports the real address again. A fake, because no real failure gives a
+  running CT a reported address that does not answer without breaking the CT for later steps.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ class Faults:
         self.tasks: dict[str, str] = {}
         self.slow = 0.0
         self.name_late = 0.0
+        self.ssh_unreachable = False
         self._born: dict[int, float] = {}
 
     def snapshot(self) -> dict[str, Any]:
@@ -36,10 +44,11 @@ class Faults:
                 "tasks": dict(self.tasks),
                 "slow": self.slow,
                 "name_late": self.name_late,
+                "ssh_unreachable": self.ssh_unreachable,
             }
 
     def set(self, body: dict[str, Any]) -> None:
-        unknown = set(body) - {"endpoints", "tasks", "slow", "name_late"}
+        unknown = set(body) - {"endpoints", "tasks", "slow", "name_late", "ssh_unreachable"}
         if unknown:
             raise FaultError(f"unknown fault setting(s): {', '.join(sorted(unknown))}")
         for key in ("endpoints", "tasks"):
@@ -50,6 +59,8 @@ class Faults:
             value = body.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise FaultError(f"`{key}` must be a number of seconds >= 0")
+        if not isinstance(body.get("ssh_unreachable", False), bool):
+            raise FaultError("`ssh_unreachable` must be true or false")
         with self._lock:
             self.endpoints.update(body.get("endpoints", {}))
             self.tasks.update(body.get("tasks", {}))
@@ -57,6 +68,8 @@ class Faults:
                 self.slow = float(body["slow"])
             if "name_late" in body:
                 self.name_late = float(body["name_late"])
+            if "ssh_unreachable" in body:
+                self.ssh_unreachable = body["ssh_unreachable"]
 
     def clear(self) -> None:
         with self._lock:
@@ -64,6 +77,7 @@ class Faults:
             self.tasks.clear()
             self.slow = 0.0
             self.name_late = 0.0
+            self.ssh_unreachable = False
 
     def endpoint_error(self, route: str) -> str | None:
         with self._lock:

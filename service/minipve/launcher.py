@@ -98,7 +98,8 @@ class MiniPVE:
             return exc.code, exc.reason, json.loads(raw) if raw else None
 
     def faults(self, **settings: Any) -> Any:
-        """Set fault switch entries (endpoints, tasks, slow, name_late); no arguments: clear them."""
+        """Set fault switch entries (endpoints, tasks, slow, name_late, ssh_unreachable); no arguments:
+        clear them. minipve.faults's docstring says what each does."""
         if settings:
             status, reason, body = self.request("PUT", "/minipve/faults", settings)
         else:

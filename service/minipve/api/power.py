@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
 
 from minipve.api.app import App, Request
 from minipve.api.ct import ct_summary, spec_of
 from minipve.api.errors import CT_NOT_RUNNING, CT_RUNNING, START_TEMPLATE, fail
+from minipve.host.network import dhcp_range
 from minipve.tasks import TaskContext, TaskFailed
+
+NET_IP = re.compile(r"(?:^|,)ip=([0-9.]+)")
 
 STATUS_SUBDIRS = ["current", "start", "stop", "shutdown", "reboot", "suspend", "resume"]
 
@@ -94,4 +99,37 @@ def reboot(app: App, req: Request) -> Any:
 def interfaces(app: App, req: Request) -> Any:
     vmid = req.params["vmid"]
     app.conf(vmid)
-    return app.host.interfaces(vmid)
+    reply = app.host.interfaces(vmid)
+    if reply and app.faults.ssh_unreachable:
+        reply = _unreachable(reply, unused_address(app))
+    return reply
+
+
+def unused_address(app: App) -> ipaddress.IPv4Address:
+    """An address of minipve's subnet that no container has (the `ssh_unreachable` fault): the highest of
+    the static half below the DHCP range that no CT's netN sets, and not the gateway."""
+    subnet = app.settings.subnet
+    taken = {app.settings.gateway}
+    for vmid in app.store.vmids():
+        for key, value in (app.store.read(vmid) or {}).items():
+            if key.startswith("net") and isinstance(value, str):
+                taken.update(ipaddress.IPv4Address(m) for m in NET_IP.findall(value))
+    low, _ = dhcp_range(subnet)
+    for candidate in range(int(low) - 1, int(subnet.network_address), -1):
+        addr = ipaddress.IPv4Address(candidate)
+        if addr not in taken:
+            return addr
+    raise fail(f"no unused address left in {subnet} for the ssh_unreachable fault")
+
+
+def _unreachable(reply: list[dict], addr: ipaddress.IPv4Address) -> list[dict]:
+    """eth0 with `addr` in place of the IPv4 it has; a CT still waiting for DHCP stays as it is."""
+    faked = []
+    for iface in reply:
+        if iface.get("name") == "eth0" and iface.get("inet"):
+            prefix = iface["inet"].partition("/")[2] or "24"
+            ips = [{**ip, "ip-address": str(addr)} if ip.get("ip-address-type") == "inet" else ip
+                   for ip in iface.get("ip-addresses", [])]
+            iface = {**iface, "inet": f"{addr}/{prefix}", "ip-addresses": ips}
+        faked.append(iface)
+    return faked
