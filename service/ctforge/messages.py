@@ -164,3 +164,9 @@ WEBHOOK_LAST_ATTEMPT_LOST = (
     "not have got it"
 )
 JOB_SERVICE_STOPPED = "the service was stopped during the run"
+
+# --- webhooks (continued) -------------------------------------------------------------------------
+WEBHOOK_URL_UNUSABLE = (
+    "body.url: must be a URL that can be sent to: a port from 1 to 65535, host name labels of 1 to 63 "
+    "characters (253 in all), and inside [] an IPv6 address"
+)
