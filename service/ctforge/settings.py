@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(1.0, gt=0)  # how often a worker looks for jobs queued elsewhere
     # The apt proxy the CTs use while stacks install (ctforge_apt_proxy); unset: the inventory's.
     apt_proxy: str | None = None
+    # How long a run waits for a CT's SSH (ctforge_ssh_timeout); unset: the playbooks' 180 s.
+    ssh_timeout_seconds: int | None = Field(None, ge=1)
     # Webhooks: a failed delivery is sent again after backoff, 2x longer each time, this many times.
     webhook_attempts: int = Field(8, ge=1)
     webhook_backoff_seconds: float = Field(2.0, gt=0)

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from ctforge import messages
-from ctforge.db.models import Job
+from ctforge.db.models import Job, utcnow
 from ctforge.jobs.inventory import write_inventory
 from ctforge.jobs.runner import RunOutcome, run_playbook
 from ctforge.jobs.work import (
@@ -43,6 +46,7 @@ from ctforge.records import jobs as job_records
 from ctforge.requests import DestroyRequest
 
 log = logging.getLogger("ctforge.jobs")
+PRUNE_EVERY_SECONDS = 600.0  # how often a process removes old job directories
 
 
 class JobPool:
@@ -132,12 +136,28 @@ class JobPool:
 
     # -- heartbeat and reaping -------------------------------------------------------------------
     def _heartbeat(self) -> None:
+        pruned = 0.0
         while not self._stopping.wait(self.settings.job_heartbeat_seconds):
             try:
                 self._beat()
                 self._reap()
+                if time.monotonic() - pruned > PRUNE_EVERY_SECONDS:
+                    self.prune()
+                    pruned = time.monotonic()
             except Exception:
-                log.exception("heartbeat or reaping failed")
+                log.exception("heartbeat, reaping or pruning failed")
+
+    def prune(self) -> int:
+        """Remove the private_data_dirs of jobs that ended more than job_keep_days ago."""
+        cutoff = utcnow() - timedelta(days=self.settings.job_keep_days)
+        with self.service.db.writing() as session:
+            old = session.execute(select(Job.id, Job.artifacts_dir).where(
+                Job.finished_at < cutoff, Job.artifacts_dir.is_not(None))).all()
+            for job_id, path in old:
+                shutil.rmtree(path, ignore_errors=True)
+                session.execute(update(Job).where(Job.id == job_id).values(artifacts_dir=None)
+                                .execution_options(synchronize_session=False))
+        return len(old)
 
     def _beat(self) -> None:
         with self.service.db.writing() as session:

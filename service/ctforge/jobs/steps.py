@@ -13,7 +13,8 @@ from typing import Any
 # tasks on the way to it from the innermost out; within one name, the first step that matches.
 STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smoke clone", ("smoke-test clone exists", "smoke-test clone is running", "clone's ip and ssh",
-                     "reserve a vmid for the smoke-test clone", "start the smoke-test clone")),
+                     "reserve a vmid for the smoke-test clone", "start the smoke-test clone",
+                     "report the failed smoke test")),  # the rescue of a clone that did not come up
     ("smoke test", ("smoke test", "check the clone", "keeps no key")),
     ("clone", ("as a clone of its parent",)),
     ("create", ("created from the appliance",)),

@@ -221,6 +221,8 @@ class JobWork:
                             fields[variable] = getattr(template, column)
                     if settings.apt_proxy is not None:
                         fields["ctforge_apt_proxy"] = settings.apt_proxy
+                    if settings.ssh_timeout_seconds is not None:
+                        fields["ctforge_ssh_timeout"] = settings.ssh_timeout_seconds
                     return ProvisionRequest.model_validate(fields, context={"catalog": catalog}), None
                 if playbook == "finalize":
                     node = template.node or settings.proxmox.node
@@ -228,7 +230,10 @@ class JobWork:
                     smoke = job_records.smoke_claims(session, self.job_id)
                     smoke_vmid = smoke[0] if smoke else job_records.claim_smoke_vmid(
                         session, settings, self.job_id, proxmox.used_vmids(fresh=True))
-                    return FinalizeRequest(ctforge_vmid=template.vmid, ctforge_smoke_vmid=smoke_vmid), address
+                    extra = ({"ctforge_ssh_timeout": settings.ssh_timeout_seconds}
+                             if settings.ssh_timeout_seconds is not None else {})
+                    return FinalizeRequest(ctforge_vmid=template.vmid, ctforge_smoke_vmid=smoke_vmid,
+                                           **extra), address
                 if playbook == "destroy":
                     if template.vmid is None:
                         return None, None
