@@ -377,6 +377,43 @@ def test_a_url_that_is_not_http_is_refused(api, url):
     assert api.get("/webhooks", "alice").json()["count"] == 0
 
 
+@pytest.mark.parametrize("url", [
+    "http://[0]/hook", "https://[66caFa0e6]:443/", "http://127.0.0.1:99999/", "http://127.0.0.1:0/",
+    "https://" + "a" * 64 + ".example/", "https://" + ".".join(["a" * 60] * 5) + "/",
+])
+def test_a_url_no_request_can_go_to_is_refused(api, url):
+    answer = api.post("/webhooks", "alice", json={"url": url})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == messages.WEBHOOK_URL_UNUSABLE
+    assert api.get("/webhooks", "alice").json()["count"] == 0
+
+
+@pytest.mark.parametrize("url", ["http://[::1]:8080/hook", "https://" + "a" * 63 + ".example:65535/x?y=1"])
+def test_edge_urls_that_can_be_sent_to_are_taken(api, url):
+    assert subscribe(api, url)["url"] == url
+
+
+def test_an_unparsable_url_in_a_row_is_a_failed_attempt_not_a_stuck_deliverer(live, receiver_factory):
+    """A URL written before today's checks (or by hand) that urllib3 cannot even parse: the attempt
+    fails with the reason, and the deliveries after it still go."""
+    receiver = receiver_factory()
+    api = live(webhook_attempts=1)
+    good = subscribe(api, receiver.url)
+    with api.db.writing() as session:
+        session.add(WebhookSubscription(url="https://" + "a" * 70 + ".example/", secret="k" * 20,
+                                        created_by="alice"))
+    publish(api, "template.status", STATUS_EVENT)
+    receiver.wait_for(1)
+    api.service.deliverer.stop()
+    api.service.deliverer.deliver_due()
+    with api.db.reading() as session:
+        rows = {d.subscription_id: d for d in session.scalars(select(WebhookDelivery))}
+    assert rows.pop(uuid.UUID(good["id"])).status == "delivered"
+    [bad] = rows.values()
+    assert (bad.status, bad.attempts) == ("failed", 1)
+    assert bad.last_error.startswith(messages.WEBHOOK_SEND_FAILED.format(error=""))
+
+
 def test_unknown_events_and_short_secrets_are_refused(api):
     for body, field in (({"events": ["job.started"]}, "body.events.0"), ({"secret": "short"}, "body.secret"),
                         ({"events": ["job.finished", "job.finished"]}, "body.events")):

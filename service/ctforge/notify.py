@@ -269,7 +269,7 @@ class Deliverer:
                                  allow_redirects=False, stream=True) as answer:
                 status, reason = answer.status_code, answer.reason or ""
                 location = answer.headers.get("Location", "")
-        except requests.RequestException as exc:
+        except Exception as exc:  # requests' errors, and urllib3's parse errors it lets through
             return Outcome(False, None, _short(messages.WEBHOOK_SEND_FAILED.format(
                 error=f"{type(exc).__name__}: {exc}")))
         if 200 <= status < 300:

@@ -4,9 +4,11 @@ subscriber checks the signature it keys)."""
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import uuid
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import func, select
@@ -24,7 +26,7 @@ from ctforge.api.schemas import (
     WebhooksPublic,
 )
 from ctforge.db.models import User, WebhookDelivery, WebhookSubscription
-from ctforge.records.errors import Forbidden, NotFound
+from ctforge.records.errors import Forbidden, Invalid, NotFound
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -51,6 +53,22 @@ def _subscription(session: Session, webhook_id: uuid.UUID) -> WebhookSubscriptio
     return subscription
 
 
+def _check_sendable(url: str) -> None:
+    """What the schema's pattern cannot say: a port in range, host labels of DNS length, an IPv6
+    address inside brackets; refused here rather than failing every attempt later."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port  # .port raises ValueError past 65535
+        if port == 0:
+            raise ValueError("port 0")
+        if parts.netloc.startswith("["):
+            ipaddress.IPv6Address(host)
+        elif len(host) > 253 or any(not 1 <= len(label) <= 63 for label in host.split(".")):
+            raise ValueError("host name")
+    except ValueError:
+        raise Invalid(messages.WEBHOOK_URL_UNUSABLE) from None
+
+
 def public(subscription: WebhookSubscription) -> WebhookPublic:
     return WebhookPublic(id=subscription.id, url=subscription.url, events=subscription.events,
                          created_by=subscription.created_by, created_at=subscription.created_at)
@@ -70,6 +88,7 @@ def delivery_public(delivery: WebhookDelivery) -> WebhookDeliveryPublic:
 def create_webhook(body: WebhookCreate, session: WriteSession, user: Admin) -> WebhookCreated:
     """Subscribe a URL to events (none listed: every event). Without a secret one is made; either
     way the answer shows it, and no answer after this one does."""
+    _check_sendable(body.url)
     secret = body.secret if body.secret is not None else secrets.token_urlsafe(SECRET_BYTES)
     subscription = WebhookSubscription(url=body.url, secret=secret, events=list(body.events),
                                        created_by=user.name)
