@@ -276,6 +276,24 @@ def test_each_subscriber_gets_the_events_it_asked_for(live, receiver_factory):
     assert len(deliveries(api, all_hook["id"])) == 2
 
 
+def test_a_template_moving_status_tells_the_subscriber_each_move(live, receiver_factory):
+    """records.templates.move_status publishes in its own transaction: a template built to ready
+    is three template.status events, in order, once the deliverer is woken."""
+    receiver = receiver_factory()
+    api = live()
+    hook = subscribe(api, receiver.url, events=["template.status"])
+    template = api.create("alice", "Base")
+    api.make_ready(template["id"])
+    api.service.deliverer.wake()
+    arrived = receiver.wait_for(3)
+    api.service.deliverer.stop()
+    # one thread sends them in the order they were queued
+    moves = [(got.json()["data"]["from"], got.json()["data"]["to"]) for got in arrived]
+    assert moves == [("pending", "provisioning"), ("provisioning", "staging"), ("staging", "ready")]
+    assert {got.json()["data"]["template_id"] for got in arrived} == {template["id"]}
+    assert all(verified(hook["secret"], got) for got in arrived)
+
+
 def test_an_event_exists_only_if_its_transaction_commits(live, receiver_factory):
     receiver = receiver_factory()
     api = live()
