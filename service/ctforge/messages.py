@@ -170,3 +170,7 @@ WEBHOOK_URL_UNUSABLE = (
     "body.url: must be a URL that can be sent to: a port from 1 to 65535, host name labels of 1 to 63 "
     "characters (253 in all), and inside [] an IPv6 address"
 )
+DELETE_CT_EXISTS = (
+    "template {name!r} still has its CT {vmid} on the cluster: destroy it first "
+    "(POST /api/v1/templates/{id}/destroy), then delete the record"
+)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ctforge import messages, notify
 from ctforge.catalog import Catalog, CatalogError
-from ctforge.db.models import Template, User, utcnow
+from ctforge.db.models import Job, Template, User, utcnow
 from ctforge.records import vmids
 from ctforge.records.errors import Conflict, Forbidden, Invalid, NotFound
 from ctforge.settings import Settings
@@ -269,10 +269,22 @@ def update_template(session: Session, catalog: Catalog, user: User, template: Te
     return template
 
 
-def delete_template(session: Session, user: User, template: Template) -> None:
+def delete_template(session: Session, user: User, template: Template, *,
+                    on_cluster: Iterable[int] = ()) -> None:
+    """Delete the record; refused while a job works on it, a child inherits from it, or its CT
+    still exists on the cluster (`on_cluster`: the VMIDs Proxmox lists), which would be left
+    without an owner: destroy it first."""
     check_may_change(user, template)
     if template.status in BUSY:
         raise Conflict(messages.TEMPLATE_BUSY.format(name=template.name, status=template.status))
+    running = session.scalar(select(Job).where(Job.template_id == template.id,
+                                                Job.status.in_(("queued", "running"))).limit(1))
+    if running is not None:
+        raise Conflict(messages.JOB_RUNNING_ON_TEMPLATE.format(
+            name=template.name, kind=running.kind, status=running.status, job_id=running.id))
+    if template.vmid is not None and template.vmid in set(on_cluster):
+        raise Conflict(messages.DELETE_CT_EXISTS.format(name=template.name, vmid=template.vmid,
+                                                         id=template.id))
     dependants = children(session, template)
     if dependants:
         names = ", ".join(repr(c.name) for c in dependants)

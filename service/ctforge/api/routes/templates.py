@@ -139,7 +139,10 @@ def update_template(body: TemplateUpdate, template: TemplateToChange, session: W
 
 
 @router.delete("/{template_id}", status_code=204, responses=ERRORS)
-def delete_template(template: TemplateToChange, session: WriteSession, user: CurrentUser) -> Response:
-    """Delete the record and free its VMID; refused while a child inherits from it."""
-    records.delete_template(session, user, template)
+def delete_template(template: TemplateToChange, session: WriteSession, user: CurrentUser,
+                    service: ServiceDep) -> Response:
+    """Delete the record and free its VMID; refused while a child inherits from it, a job works on
+    it, or its CT exists (POST /templates/{id}/destroy removes it first)."""
+    on_cluster = service.proxmox.used_vmids(fresh=True) if template.vmid is not None else set()
+    records.delete_template(session, user, template, on_cluster=on_cluster)
     return commit(session, Response(status_code=204))
