@@ -67,6 +67,7 @@ def chain(minipve, tmp_path_factory):
         assert steps["provision"].rc == 0, steps["provision"].output[-4000:]
         steps["provision_again"] = run_playbook(env, "provision.yml", fullstack,
                                                 extra_files=(EXAMPLES / "fullstack.yml",))
+        steps["staging_tags"] = px.nodes(node).lxc(FULLSTACK).config.get().get("tags", "")
         interfaces = px.nodes(node).lxc(FULLSTACK).interfaces.get()
         staging_ip = next(i["inet"].split("/")[0] for i in interfaces
                           if i.get("name") != "lo" and i.get("inet"))
@@ -88,6 +89,9 @@ def chain(minipve, tmp_path_factory):
         assert steps["finalize"].rc == 0, steps["finalize"].output[-4000:]
         steps["finalize_again"] = run_playbook(env, "finalize.yml", {**common, "ctforge_vmid": FULLSTACK})
         ip = clone_and_start(px, node, FULLSTACK, PROBE)
+        steps["probe_tags"] = px.nodes(node).lxc(PROBE).config.get().get("tags", "")
+        steps["template_tags"] = {vmid: px.nodes(node).lxc(vmid).config.get().get("tags", "")
+                                  for vmid in (BASE, NODEJS, FULLSTACK)}
         probe = {}
         for name, command in {
             "node": "node --version",
@@ -187,6 +191,16 @@ def test_an_interrupted_build_is_taken_up_by_running_it_again(chain):
     assert "was prepared for templating by a finalize that did not finish" in again
     assert "Ensure each installed stack has shed" not in again  # not prepared twice
     assert "ctforge-prepared" not in chain["px"].nodes(chain["node"]).lxc(NODEJS).config.get().get("tags", "")
+
+
+def test_only_a_staging_ct_carries_the_staging_tag(chain):
+    """provision tags the staging CT for inventories/ctforge_staging.proxmox.yml; finalize takes the tag off
+    the template (with the prepared mark of an interrupted run), so a clone of it does not inherit it."""
+    assert "ctforge-staging" in chain["staging_tags"].split(";")
+    for vmid, tags in chain["template_tags"].items():
+        assert "ctforge-staging" not in tags.split(";"), (vmid, tags)
+        assert "ctforge-prepared" not in tags.split(";"), (vmid, tags)
+    assert "ctforge-staging" not in chain["probe_tags"].split(";")
 
 
 def test_a_ct_left_running_without_host_keys_is_restarted_and_finalized(chain):
