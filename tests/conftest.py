@@ -129,3 +129,61 @@ def fresh_postgresql_database(postgres) -> Iterator[object]:
     yield db
     db.dispose()
     postgres.drop_database(name)
+
+
+# --- the job service: one `ctforge serve` over the session's minipve, and the canonical chain -----
+
+JOB_TEMPLATE_VMIDS = "7300-7399"  # the job tests' templates and smoke clones (test_playbooks: 7150-7299)
+
+
+@pytest.fixture(scope="session")
+def job_service(minipve, tmp_path_factory):
+    """`ctforge serve` as a real process on SQLite, with alice (admin) and bob; `.alice`, `.bob` are
+    API clients, `.service` the process (kill() / start()), `.state_dir`, `.env`."""
+    from types import SimpleNamespace
+
+    from job_helpers import Client, ServiceProcess, ctforge, service_env
+
+    state_dir = tmp_path_factory.mktemp("job-service")
+    env = service_env(state_dir, minipve.env, template_vmids=JOB_TEMPLATE_VMIDS,
+                      workspace_vmids="7900-7999", job_workers="4", job_heartbeat_seconds="1")
+    ctforge(env, "db", "upgrade")
+    ctforge(env, "users", "add", "alice", "--admin")
+    ctforge(env, "users", "add", "bob")
+    tokens = {name: ctforge(env, "tokens", "create", name).strip() for name in ("alice", "bob")}
+    service = ServiceProcess(env, state_dir / "serve.log").start()
+    try:
+        yield SimpleNamespace(service=service, env=env, state_dir=state_dir, pve=minipve,
+                              alice=Client(service, tokens["alice"]), bob=Client(service, tokens["bob"]))
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def canonical_chain(job_service):
+    """base → nodejs → fullstack built through the HTTP API alone, once per session. Returns the
+    templates (ready records), each build's jobs, the statuses seen and the streamed events."""
+    from job_helpers import StatusWatch
+
+    api = job_service.alice
+    chain = {"templates": {}, "jobs": {}, "seen": {}, "streamed": {}}
+    base = api.create("base", base_ct_template="debian-12-standard", tech_stacks=[], is_default=True)
+    with StatusWatch(api, base["id"]) as watch:
+        job = api.act(base["id"], "build")
+        chain["streamed"]["base"] = list(api.stream(job["id"]))
+    chain["seen"]["base"], chain["jobs"]["base"] = watch.seen, [api.job(job["id"])]
+    nodejs = api.create("nodejs", parent_id=base["id"], tech_stacks=["nodejs", "claude_cli"], is_default=True)
+    with StatusWatch(api, nodejs["id"]) as watch:  # in two steps, as a person who customises staging
+        provision = api.wait(api.act(nodejs["id"], "provision")["id"])
+        staged = api.template(nodejs["id"])
+        finalize = api.wait(api.act(nodejs["id"], "finalize")["id"])
+    chain["seen"]["nodejs"], chain["jobs"]["nodejs"] = watch.seen, [provision, finalize]
+    chain["staged"] = staged
+    fullstack = api.create("fullstack", parent_id=nodejs["id"], tech_stacks=["postgresql", "redis"])
+    with StatusWatch(api, fullstack["id"]) as watch:
+        job = api.act(fullstack["id"], "build")
+        chain["streamed"]["fullstack"] = list(api.stream(job["id"]))
+    chain["seen"]["fullstack"], chain["jobs"]["fullstack"] = watch.seen, [api.job(job["id"])]
+    for name, record in (("base", base), ("nodejs", nodejs), ("fullstack", fullstack)):
+        chain["templates"][name] = api.template(record["id"])
+    return chain

@@ -174,3 +174,11 @@ DELETE_CT_EXISTS = (
     "template {name!r} still has its CT {vmid} on the cluster: destroy it first "
     "(POST /api/v1/templates/{id}/destroy), then delete the record"
 )
+REBUILD_HAS_CHILDREN = (
+    "template {name!r} cannot be rebuilt: templates are built on its CT ({children}), which Proxmox "
+    "keeps while their linked clones use it; destroy them first, or make a new template"
+)
+REBUILD_OLD_CT_KEPT = (
+    "the template now runs on its rebuilt CT, but its old CT {vmid} could not be destroyed ({cause}); "
+    "remove it by hand: ansible-playbook playbooks/destroy.yml -e ctforge_vmid={vmid}"
+)

@@ -116,6 +116,8 @@ class JobWork:
         self.service, self.settings = service, service.settings
         self.job_id, self.worker_id, self.stopping = job.id, worker_id, stopping
         self.steps = list(job.steps)
+        self.rebuild = job.kind == "rebuild"
+        self._rebuilt: FinalizeResult | None = None
         self.started_by = job.started_by
         self.dir = self.settings.jobs_dir / str(job.id)
         self.recorder = EventRecorder(service, job.id, job.event_count)
@@ -135,10 +137,13 @@ class JobWork:
             for playbook in self.steps:
                 self.step = playbook
                 self._mark_playbook(playbook)
-                request, address = self._prepare(playbook)
+                if playbook == "replace":
+                    self._replace()
+                    continue
+                request, address, vmid = self._prepare(playbook)
                 if request is None:
                     continue
-                outcome = self._run(playbook, request, address)
+                outcome = self._run(playbook, request, address, vmid=vmid)
                 if outcome.status != "successful":
                     self._failed(outcome)
                     return
@@ -197,15 +202,18 @@ class JobWork:
         return job.template_id
 
     # -- requests from the record ------------------------------------------------------------------
-    def _prepare(self, playbook: str) -> tuple[Any, str | None]:
+    def _prepare(self, playbook: str) -> tuple[Any, str | None, int | None]:
+        """(the request, the staging CT's address for the inventory, the CT's VMID)."""
         catalog, settings, proxmox = self.service.catalog, self.settings, self.service.proxmox
         try:
             with self.service.db.writing() as session:
                 template = session.get(Template, self._template_id(session))
+                # a rebuild makes its CT at the VMID the job holds; the record keeps the old one
+                vmid = job_records.rebuild_target(session, self.job_id) if self.rebuild else template.vmid
                 if playbook == "provision":
                     parent = session.get(Template, template.parent_id) if template.parent_id else None
                     fields: dict[str, Any] = {
-                        "ctforge_template_name": template.name, "ctforge_vmid": template.vmid,
+                        "ctforge_template_name": template.name, "ctforge_vmid": vmid,
                         "ctforge_stacks": list(template.tech_stacks),
                         "ctforge_env_vars": dict(template.env_vars or {}),
                     }
@@ -223,21 +231,21 @@ class JobWork:
                         fields["ctforge_apt_proxy"] = settings.apt_proxy
                     if settings.ssh_timeout_seconds is not None:
                         fields["ctforge_ssh_timeout"] = settings.ssh_timeout_seconds
-                    return ProvisionRequest.model_validate(fields, context={"catalog": catalog}), None
+                    return ProvisionRequest.model_validate(fields, context={"catalog": catalog}), None, vmid
                 if playbook == "finalize":
                     node = template.node or settings.proxmox.node
-                    address = proxmox.ct_ipv4(node, template.vmid) if node and template.vmid else None
+                    address = proxmox.ct_ipv4(node, vmid) if node and vmid else None
                     smoke = job_records.smoke_claims(session, self.job_id)
                     smoke_vmid = smoke[0] if smoke else job_records.claim_smoke_vmid(
                         session, settings, self.job_id, proxmox.used_vmids(fresh=True))
                     extra = ({"ctforge_ssh_timeout": settings.ssh_timeout_seconds}
                              if settings.ssh_timeout_seconds is not None else {})
-                    return FinalizeRequest(ctforge_vmid=template.vmid, ctforge_smoke_vmid=smoke_vmid,
-                                           **extra), address
+                    return FinalizeRequest(ctforge_vmid=vmid, ctforge_smoke_vmid=smoke_vmid,
+                                           **extra), address, vmid
                 if playbook == "destroy":
                     if template.vmid is None:
-                        return None, None
-                    return DestroyRequest(ctforge_vmid=template.vmid), None
+                        return None, None, None
+                    return DestroyRequest(ctforge_vmid=template.vmid), None, template.vmid
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise JobFailure("validate", messages.JOB_REQUEST_INVALID.format(
@@ -252,7 +260,12 @@ class JobWork:
     def _apply(self, playbook: str, stats: dict[str, Any]) -> None:
         with self.service.db.writing() as session:
             template = session.get(Template, self._template_id(session), populate_existing=True)
-            if playbook == "provision":
+            if self.rebuild:  # the record stays ready on its old CT until _replace
+                if playbook == "finalize":
+                    self._rebuilt = FinalizeResult.model_validate(stats)
+                else:
+                    ProvisionResult.model_validate(stats)
+            elif playbook == "provision":
                 result = ProvisionResult.model_validate(stats)
                 template_records.move_status(
                     session, template, "staging", job_id=self.job_id, staging_container_ip=result.ip,
@@ -273,6 +286,26 @@ class JobWork:
                                 .execution_options(synchronize_session=False))
                 session.refresh(template)
                 template_records.move_status(session, template, "destroyed", job_id=self.job_id)
+
+    def _replace(self) -> None:
+        """The rebuilt CT replaces the old one: the record points at it, then the old CT goes."""
+        result = self._rebuilt
+        assert result is not None, "replace runs after the rebuild's finalize"
+        with self.service.db.writing() as session:
+            template = session.get(Template, self._template_id(session), populate_existing=True)
+            new = job_records.rebuild_target(session, self.job_id)
+            stacks = template_records.effective_stacks(self.service.catalog, template)
+            old = job_records.replace_ct(session, template, self.job_id, new)
+            job_records.release_job_claims(session, self.job_id)  # the smoke clone's
+            session.execute(update(Template).where(Template.id == template.id).values(
+                node=result.node, build_key_fingerprint=result.build_key, built_stacks=stacks,
+                built_fingerprint=self.service.fingerprints.of(stacks), ready_at=utcnow(),
+                needs_rebuild=False).execution_options(synchronize_session=False))
+        if old is not None:
+            outcome = self._run("destroy", DestroyRequest(ctforge_vmid=old), None, vmid=old)
+            if outcome.status != "successful":
+                _, cause = self._failed_step(outcome)
+                raise JobFailure("destroy", messages.REBUILD_OLD_CT_KEPT.format(vmid=old, cause=cause))
 
     # -- endings -----------------------------------------------------------------------------------
     def _succeeded(self, outcome: RunOutcome | None) -> None:
@@ -360,9 +393,10 @@ def run_secrets(settings: Any) -> dict[str, str]:
 
 
 def cleanup(service: Any, job_id: uuid.UUID, destroy: Callable[[int], RunOutcome]) -> None:
-    """Destroy the smoke clones a job claimed, if Proxmox has them, and free their VMIDs."""
+    """Destroy the CTs a job claimed (smoke clones, a rebuild's new CT), if Proxmox has them, and
+    free their VMIDs: none of them belongs to a record."""
     with service.db.reading() as session:
-        claimed = job_records.smoke_claims(session, job_id)
+        claimed = job_records.job_claims(session, job_id)
     for vmid in claimed:
         try:
             exists = service.proxmox.guest(vmid) is not None

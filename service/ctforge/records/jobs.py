@@ -41,6 +41,9 @@ ACTIONS: dict[str, Action] = {
     "finalize": Action(("finalize",), frozenset({"staging"}), None, False),
     "destroy": Action(("destroy",), frozenset({"pending", "staging", "ready", "error"}), None, False),
     "retry": Action((), frozenset({"error"}), None, True),  # its steps: from the one that failed
+    # a new CT at a VMID of the job's own, built from the parent; the record keeps serving the old
+    # one (it stays ready) until the new one is ready, then points at it and the old CT goes
+    "rebuild": Action(("provision", "finalize", "replace"), frozenset({"ready"}), None, True),
 }
 
 
@@ -112,12 +115,12 @@ def start_action(session: Session, catalog: Catalog, settings: Settings, user: U
             raise Conflict(messages.ACTION_PARENT_NOT_READY.format(
                 action=action, name=template.name, parent=parent.name if parent else "?",
                 status=parent.status if parent else "deleted"))
-    if action == "destroy":
+    if action in ("destroy", "rebuild"):
         built_on = [child.name for child in template_records.children(session, template)
                     if child.status != "destroyed"]
         if built_on:
-            raise Conflict(messages.DESTROY_HAS_CHILDREN.format(name=template.name,
-                                                                children=", ".join(built_on)))
+            text = messages.DESTROY_HAS_CHILDREN if action == "destroy" else messages.REBUILD_HAS_CHILDREN
+            raise Conflict(text.format(name=template.name, children=", ".join(built_on)))
     if "provision" in steps and template.vmid is None:  # destroyed: it gets a VMID again
         vmid = vmids.claim(session, "template", settings.template_vmids, template_id=template.id,
                            in_use=in_use)
@@ -129,6 +132,9 @@ def start_action(session: Session, catalog: Catalog, settings: Settings, user: U
               playbook=steps[0] if steps else None)
     session.add(job)
     session.flush()
+    if action == "rebuild":  # the new CT's VMID, the job's until it replaces the old one
+        vmids.claim(session, "template", settings.template_vmids, template_id=None, in_use=in_use,
+                    job_id=job.id)
     if moves_to is not None and moves_to != template.status:
         template_records.move_status(session, template, moves_to, catalog=catalog, job_id=job.id)
     return job
@@ -204,7 +210,33 @@ def request_cancel(session: Session, job: Job, user: User) -> Job:
 
 
 def smoke_claims(session: Session, job_id: uuid.UUID) -> list[int]:
+    return list(session.scalars(select(VmidClaim.vmid).where(VmidClaim.job_id == job_id,
+                                                             VmidClaim.kind == "smoke")))
+
+
+def job_claims(session: Session, job_id: uuid.UUID) -> list[int]:
+    """Every VMID the job holds: smoke clones, and a rebuild's new CT. None belongs to a record."""
     return list(session.scalars(select(VmidClaim.vmid).where(VmidClaim.job_id == job_id)))
+
+
+def rebuild_target(session: Session, job_id: uuid.UUID) -> int | None:
+    return session.scalar(select(VmidClaim.vmid).where(VmidClaim.job_id == job_id,
+                                                       VmidClaim.kind == "template"))
+
+
+def replace_ct(session: Session, template: Template, job_id: uuid.UUID, new_vmid: int) -> int | None:
+    """The record takes the rebuilt CT: the job's claim becomes the record's, the old one is freed.
+    Returns the old VMID (its CT is the caller's to destroy)."""
+    old = template.vmid
+    if old is not None:
+        vmids.release(session, old)
+    session.execute(update(VmidClaim).where(VmidClaim.vmid == new_vmid, VmidClaim.job_id == job_id)
+                    .values(template_id=template.id, job_id=None)
+                    .execution_options(synchronize_session=False))
+    session.execute(update(Template).where(Template.id == template.id).values(vmid=new_vmid)
+                    .execution_options(synchronize_session=False))
+    session.refresh(template)
+    return old
 
 
 def claim_smoke_vmid(session: Session, settings: Settings, job_id: uuid.UUID, in_use: Iterable[int]) -> int:
@@ -264,8 +296,9 @@ def cancel_queued(session: Session, job: Job, user: User) -> None:
 
 
 def fail_template(session: Session, job: Job, error: str) -> None:
-    """The job's template goes to error with `error`, from wherever the job left it."""
-    if job.template_id is None:
+    """The job's template goes to error with `error`, from wherever the job left it. A failed
+    rebuild leaves the record as it was: its old CT still serves, the job says what went wrong."""
+    if job.template_id is None or job.kind == "rebuild":
         return
     template = session.get(Template, job.template_id, populate_existing=True)
     if template is None or template.status in ("error", "destroyed"):

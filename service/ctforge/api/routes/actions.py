@@ -4,6 +4,8 @@
     POST /templates/{id}/finalize    staging → ready
     POST /templates/{id}/build       provision then finalize, in one job
     POST /templates/{id}/retry       error → again from the playbook that failed
+    POST /templates/{id}/rebuild     ready: a new CT from the parent; once it is ready it replaces
+                                     the old one, which is destroyed (the record stays ready meanwhile)
     POST /templates/{id}/destroy     the CT removed and the VMID freed; the record stays, destroyed
 
 One job at a time on a template (409 naming the running one); a child starts only from a ready
@@ -24,14 +26,14 @@ from ctforge.records import jobs as job_records
 
 router = APIRouter(prefix="/templates", tags=["actions"])
 
-Action = Literal["provision", "finalize", "build", "retry", "destroy"]
+Action = Literal["provision", "finalize", "build", "retry", "rebuild", "destroy"]
 
 
 @router.post("/{template_id}/{action}", status_code=202, response_model=JobPublic, responses=ERRORS)
 def start_action(action: Action, template: TemplateToChange, session: WriteSession, user: CurrentUser,
                  service: ServiceDep) -> JobPublic:
     """Queue the action as a job; follow it at /jobs/{id} and /jobs/{id}/stream."""
-    in_use = service.proxmox.used_vmids() if template.vmid is None else ()
+    in_use = service.proxmox.used_vmids() if template.vmid is None or action == "rebuild" else ()
     job = job_records.start_action(session, service.catalog, service.settings, user, template, action,
                                    in_use=in_use)
     answer = commit(session, job_public(job))
