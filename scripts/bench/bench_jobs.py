@@ -74,6 +74,7 @@ class Round:
     index: int
     api: ApiBuild
     hand: HandBuild
+    load: float  # the machine's 1-minute load average after the round: others share its cores
 
 
 # -- A: through the API ----------------------------------------------------------------------------
@@ -246,15 +247,17 @@ def report(rounds: list[Round], base_seconds: float, args: argparse.Namespace) -
           f"(A) vs provision.yml + finalize.yml by ansible-playbook (B), {len(rounds)} rounds, A/B "
           f"alternating; base built through the API first in {base_seconds:.1f} s")
     print(f"{'round':>6}{'A: API (s)':>12}{'B: by hand (s)':>16}{'A - B (s)':>11}{'A / B':>8}"
-          f"{'B provision':>13}{'B finalize':>12}{'A events':>10}")
+          f"{'B provision':>13}{'B finalize':>12}{'A events':>10}{'load':>7}")
     for r in rounds:
         gap = r.api.seconds - r.hand.seconds
         print(f"{r.index:>6}{r.api.seconds:>12.2f}{r.hand.seconds:>16.2f}{gap:>11.2f}"
               f"{r.api.seconds / r.hand.seconds:>8.3f}{r.hand.provision:>13.2f}{r.hand.finalize:>12.2f}"
-              f"{r.api.events:>10}")
+              f"{r.api.events:>10}{r.load:>7.2f}")
     print(f"{'median':>6}{med_a:>12.2f}{med_b:>16.2f}{overhead:>11.2f}{med_a / med_b:>8.3f}")
     print(f"overhead = median(A) - median(B) = {overhead:.2f} s = {percent:.1f}% of median(B) "
           f"(goal <= {GOAL_PERCENT:.0f}%): {verdict}")
+    paired = statistics.median(r.api.seconds - r.hand.seconds for r in rounds)
+    print(f"median of the rounds' own A - B: {paired:.2f} s = {100 * paired / med_b:.1f}% of median(B)")
     print("\nwhere A's time goes (median over the rounds, seconds; x2: both runs together):")
     medians = {n: statistics.median(r.api.segments[n] for r in rounds) for n in rounds[0].api.segments}
     for name, who in SEGMENTS:
@@ -266,9 +269,21 @@ def report(rounds: list[Round], base_seconds: float, args: argparse.Namespace) -
         total = sum(statistics.median(r.api.segments[n] for r in rounds) for n, w in SEGMENTS if w == who)
         print(f"  {'sum of ' + who:54s}{total:8.2f}")
     print(f"  {'B: both ansible-playbook commands (start-up to exit)':54s}{med_b:8.2f}")
+    # What the service and the bridge add by themselves, whatever the plays cost in that round: every
+    # segment but ansible-playbook's start-up and plays, which B pays too. Its exit, which B pays as well,
+    # is in "runner" (the two cannot be told apart from the events): an upper bound.
+    own = [sum(r.api.segments[n] for n, w in SEGMENTS if w != "ansible") for r in rounds]
+    own_percent = 100 * statistics.median(own) / med_b
+    print(f"the service's and the bridge's own time per build: median {statistics.median(own):.2f} s "
+          f"(rounds: {', '.join(f'{o:.2f}' for o in own)}) = {own_percent:.1f}% of median(B)")
+    if max(b) - min(b) > abs(overhead):
+        print(f"note: B's rounds spread over {max(b) - min(b):.1f} s ({min(b):.1f}-{max(b):.1f}), more than "
+              "the overhead of the medians: that difference is within the machine's noise; the line above "
+              "is the service's own share")
     return {"rounds": [asdict(r) for r in rounds], "median_api": med_a, "median_hand": med_b,
             "overhead_seconds": overhead, "overhead_percent": percent, "verdict": verdict,
-            "segments_median": medians, "base_seconds": base_seconds, "stacks": args.stacks}
+            "segments_median": medians, "own_seconds": own, "own_percent": own_percent,
+            "base_seconds": base_seconds, "stacks": args.stacks}
 
 
 # -- --profile: the runner bridge alone vs ansible-playbook, on a local playbook -------------------
@@ -285,7 +300,7 @@ def local_playbook(work: Path, tasks: int) -> tuple[Path, Path]:
     return inventory, book
 
 
-def profile(work: Path, repeats: int, tasks: int) -> dict[str, float]:
+def profile(work: Path, repeats: int, tasks: int) -> dict[str, dict[str, float]]:
     """Median seconds of one run, each way: where a run through ctforge.jobs.runner spends more than
     ansible-playbook by itself (the shim's prompt and process, ansible-runner's pexpect loop and its
     poll interval, the event callback), measured in this process on the same local playbook."""
@@ -297,29 +312,48 @@ def profile(work: Path, repeats: int, tasks: int) -> dict[str, float]:
     plain_env = {**os.environ, **env, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     secret = {"CTFORGE_BENCH_SECRET": "not-a-real-secret"}
 
-    def plain() -> float:
-        start = time.monotonic()
-        subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(book)], env=plain_env,
-                       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True)
-        return time.monotonic() - start
+    def plain() -> tuple[float, float, float]:
+        """(total, start -> first PLAY line, PLAY RECAP -> exit), read from its output as it comes."""
+        start, play, recap = time.monotonic(), None, None
+        with subprocess.Popen([str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(book)],
+                              env=plain_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if play is None and line.startswith("PLAY ["):
+                    play = time.monotonic()
+                elif line.startswith("PLAY RECAP"):
+                    recap = time.monotonic()
+        end = time.monotonic()
+        if proc.returncode != 0 or play is None or recap is None:
+            raise SystemExit(f"profile run by ansible-playbook: rc {proc.returncode}")
+        return end - start, play - start, end - recap
 
-    def bridge(name: str, *, shim: bool = True, poll: float = runner.CANCEL_POLL_SECONDS) -> float:
+    def bridge(name: str, *, shim: bool = True,
+               poll: float = runner.CANCEL_POLL_SECONDS) -> tuple[float, float, float]:
+        """The same three, the play's start and the recap taken from the events as they arrive."""
         saved = runner.SHIM, runner.CANCEL_POLL_SECONDS
         runner.SHIM = runner.SHIM if shim else VENV_BIN / "ansible-playbook"
         runner.CANCEL_POLL_SECONDS = poll
+        marks: dict[str, float] = {}
+
+        def on_event(event: dict[str, Any]) -> None:
+            kind = event.get("event")
+            if kind in ("playbook_on_play_start", "playbook_on_stats"):
+                marks.setdefault(str(kind), time.monotonic())
+
         try:
             start = time.monotonic()
             outcome = runner.run_playbook(work / f"profile-{name}", f"run-{time.monotonic_ns()}", str(book),
-                                          DestroyRequest(ctforge_vmid=1), inventories=[inventory], env=env,
-                                          secrets=secret if shim else {},
-                                          on_event=lambda _event: None, should_cancel=lambda: False,
-                                          timeout=None)
-            took = time.monotonic() - start
+                                          DestroyRequest(ctforge_vmid=9999), inventories=[inventory], env=env,
+                                          secrets=secret if shim else {}, on_event=on_event,
+                                          should_cancel=lambda: False, timeout=None)
+            end = time.monotonic()
         finally:
             runner.SHIM, runner.CANCEL_POLL_SECONDS = saved
-        if outcome.status != "successful":
+        if outcome.status != "successful" or len(marks) != 2:
             raise SystemExit(f"profile run {name}: {outcome.status} rc {outcome.rc}")
-        return took
+        return end - start, marks["playbook_on_play_start"] - start, end - marks["playbook_on_stats"]
 
     ways: dict[str, Any] = {
         "ansible-playbook by itself": plain,
@@ -328,16 +362,21 @@ def profile(work: Path, repeats: int, tasks: int) -> dict[str, float]:
         "the same, ansible-playbook without the shim": lambda: bridge("noshim", shim=False),
         "without the shim, pexpect poll 0.05 s": lambda: bridge("both", shim=False, poll=0.05),
     }
-    times: dict[str, list[float]] = {name: [] for name in ways}
+    times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in ways}
     for _ in range(repeats):  # interleaved, so that a slow moment of the machine hits every way
         for name, way in ways.items():
             times[name].append(way())
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = {name: [statistics.median(v[i] for v in values) for i in range(3)]
+               for name, values in times.items()}
     base = medians["ansible-playbook by itself"]
-    print(f"\nprofile: one run of a local playbook of {tasks} debug tasks, median of {repeats} (seconds)")
-    for name, value in medians.items():
-        print(f"  {name:48s}{value:8.2f}{value - base:+8.2f}")
-    return medians
+    print(f"\nprofile: one run of a local playbook of {tasks} debug tasks, median of {repeats} (seconds; "
+          "+/-: against ansible-playbook by itself)")
+    print(f"  {'':48s}{'total':>8}{'':8}{'start-up':>10}{'':8}{'recap->exit':>13}{'':8}")
+    for name, (total, startup, exit_) in medians.items():
+        print(f"  {name:48s}{total:8.2f}{total - base[0]:+8.2f}{startup:10.2f}{startup - base[1]:+8.2f}"
+              f"{exit_:13.2f}{exit_ - base[2]:+8.2f}")
+    return {name: dict(zip(("total", "startup", "exit"), values, strict=True))
+            for name, values in medians.items()}
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -374,7 +413,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             hand_destroy(hand, work, f"{name}-hand")
             print(f"round {index}: A {api_result.seconds:.2f} s, B {hand_result.seconds:.2f} s",
                   file=sys.stderr)
-            rounds.append(Round(index, api_result, hand_result))
+            rounds.append(Round(index, api_result, hand_result, os.getloadavg()[0]))
         return report(rounds, base_seconds, args)
 
 
