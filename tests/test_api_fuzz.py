@@ -54,6 +54,8 @@ from sqlalchemy import delete, select
 from ctforge.api import create_app
 from ctforge.db import Database
 from ctforge.db.models import Template, User, VmidClaim
+from ctforge.jobs.pool import JobPool
+from ctforge.notify import Deliverer
 from ctforge.records import templates as template_records
 from ctforge.records import users
 from ctforge.records.templates import TemplateFields
@@ -82,7 +84,12 @@ class Service:
         self.db = Database(self.settings.url)
         self.db.upgrade()
         self.app = create_app(self.settings, db=self.db)
-        self.catalog = self.app.state.service.catalog
+        # The fuzzer's actions queue jobs and its webhooks name made-up hosts: nothing of it may run
+        # a playbook or send a request, so the pool and the deliverer stay idle.
+        service = self.app.state.service
+        service.jobs = JobPool(service, enabled=False)
+        service.deliverer = Deliverer(service, enabled=False)
+        self.catalog = service.catalog
         self.tokens: dict[str, str] = {}
         self.users: dict[str, int] = {}
         with self.db.writing() as session:

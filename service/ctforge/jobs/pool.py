@@ -50,8 +50,9 @@ PRUNE_EVERY_SECONDS = 600.0  # how often a process removes old job directories
 
 
 class JobPool:
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: Any, *, enabled: bool = True) -> None:
         self.service = service
+        self.enabled = enabled  # False: start() and stop() do nothing, queued jobs stay queued
         self.settings = service.settings
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
@@ -67,6 +68,8 @@ class JobPool:
 
     # -- life --------------------------------------------------------------------------------------
     def start(self) -> None:
+        if not self.enabled:
+            return
         self._beat()
         self._reap()
         self._executor = ThreadPoolExecutor(max_workers=self.size + 1, thread_name_prefix="ctforge-job")
@@ -76,6 +79,8 @@ class JobPool:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        if not self.enabled:
+            return
         self._stopping.set()
         self._wakeup.set()
         for thread in self._threads:

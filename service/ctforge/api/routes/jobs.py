@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
@@ -36,7 +36,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 # How often a stream looks for new events; each look is one indexed read.
 STREAM_POLL_SECONDS = 0.3
 EventLimit = Annotated[int, Query(ge=1, le=1000, description="At most this many events.")]
-After = Annotated[int, Query(ge=0, description="Only events after this seq (0: from the start).")]
+SEQ_MAX = 2**31 - 1  # an event number fits the column on SQLite and PostgreSQL alike
+After = Annotated[int, Query(ge=0, le=SEQ_MAX, description="Only events after this seq (0: from the start).")]
 
 
 def job_public(job: Job) -> JobPublic:
@@ -60,8 +61,16 @@ def get_job(job_id: uuid.UUID, session: ReadSession, user: OptionalUser) -> JobP
     return job_public(records.get_job(session, job_id, user))
 
 
-@router.get("/{job_id}/log", response_class=PlainTextResponse, responses=ERRORS,
-            openapi_extra=TOKEN_OPTIONAL)
+TEXT = {"schema": {"type": "string"}}
+
+
+LOG_RESPONSES = {**ERRORS, 200: {"description": "The output of the job's runs.",
+                                 "content": {"text/plain": TEXT}}}
+STREAM_RESPONSES = {**ERRORS, 200: {"description": "Server-sent events: one per Ansible event (id = seq), "
+                                                   "then `end`.", "content": {"text/event-stream": TEXT}}}
+
+
+@router.get("/{job_id}/log", openapi_extra=TOKEN_OPTIONAL, response_class=Response, responses=LOG_RESPONSES)
 def get_log(job_id: uuid.UUID, session: ReadSession, user: OptionalUser) -> PlainTextResponse:
     records.get_job(session, job_id, user)
     parts, after = [], 0
@@ -82,12 +91,15 @@ def get_events(job_id: uuid.UUID, session: ReadSession, user: OptionalUser, afte
                            done=job.status in JOB_DONE and last >= job.event_count)
 
 
-@router.get("/{job_id}/stream", responses=ERRORS, openapi_extra=TOKEN_OPTIONAL,
-            response_class=EventSourceResponse)
+@router.get("/{job_id}/stream", openapi_extra=TOKEN_OPTIONAL, response_class=Response,
+            responses=STREAM_RESPONSES)
 def stream(job_id: uuid.UUID, session: ReadSession, user: OptionalUser, service: ServiceDep,
            after: After = 0, last_event_id: Annotated[str | None, Header()] = None) -> EventSourceResponse:
     records.get_job(session, job_id, user)
-    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    # a reconnecting EventSource sends the last id it saw; anything else in the header is ignored
+    resumed = last_event_id.strip() if last_event_id else ""
+    plain = resumed.isascii() and resumed.isdigit() and len(resumed) <= 10
+    start = int(resumed) if plain and int(resumed) <= SEQ_MAX else after
 
     def read(since: int) -> tuple[list[JobEventPublic], Job | None]:
         with service.db.reading() as reading:
