@@ -196,3 +196,24 @@ def files_containing(root: Path, secret: str) -> list[str]:
                 if needle in path.read_bytes():
                     hits.append(str(path))
     return hits
+
+
+def adopt_record(db: Any, record: dict[str, Any], owner: str) -> None:
+    """Put a ready record of an existing template CT (built through another service) into `db`,
+    owned by `owner`: the parent that a test's own service builds children on."""
+    import uuid as uuid_
+
+    from sqlalchemy import select
+
+    from ctforge.db.models import Template, User, VmidClaim, utcnow
+
+    template_id = uuid_.UUID(record["id"])
+    with db.writing() as session:
+        user = session.scalars(select(User).where(User.name == owner)).one()
+        session.add(Template(id=template_id, owner_id=user.id, name=record["name"],
+                             base_ct_template=record["base_ct_template"], vmid=record["vmid"],
+                             node=record["node"], status="ready", tech_stacks=record["tech_stacks"],
+                             inherited_tech_stacks=record["inherited_tech_stacks"],
+                             built_stacks=record["built_stacks"], ready_at=utcnow()))
+        session.flush()
+        session.add(VmidClaim(vmid=record["vmid"], kind="template", template_id=template_id))

@@ -215,8 +215,7 @@ PROVISION_FAULTS = (
     ("clone", {"endpoints": {"POST /nodes/{node}/lxc/{vmid}/clone": "fault: clone refused"}}),
     ("start", {"endpoints": {"POST /nodes/{node}/lxc/{vmid}/status/start": "fault: start refused"}}),
     ("ip", {"endpoints": {"GET /nodes/{node}/lxc/{vmid}/interfaces": "fault: no interfaces"}}),
-    ("ssh", {"ssh_unreachable": True}),
-)
+)  # ssh: on a service with a short SSH wait (test_install_and_ssh_failures_...)
 FINALIZE_FAULTS = (
     ("stop", {"endpoints": {"POST /nodes/{node}/lxc/{vmid}/status/shutdown": "fault: shutdown refused"}}),
     ("convert", {"endpoints": {"POST /nodes/{node}/lxc/{vmid}/template": "fault: convert refused"}}),
@@ -306,3 +305,52 @@ def test_rebuild_replaces_the_ct_and_keeps_the_record_ready(canonical_chain, job
     assert before["vmid"] not in on_cluster and on_cluster[after["vmid"]].get("template") == 1
     assert _cts_in_range(job_service) <= _owned_vmids(api)
     assert api.wait(api.act(child["id"], "destroy")["id"])["status"] == "successful"
+
+
+def test_install_and_ssh_failures_name_their_step(canonical_chain, job_service, tmp_path) -> None:
+    """A service whose CTs get an apt proxy that refuses every connection (a closed port on
+    minipve's own bridge), so apt really fails in the install step; and a 20-s SSH wait, so
+    minipve's ssh_unreachable fails the SSH step quickly. Retry completes the SSH case."""
+    import ipaddress
+
+    from ctforge.db import Database
+    from job_helpers import Client, ServiceProcess, adopt_record, ctforge, service_env
+
+    gateway = ipaddress.ip_network(job_service.pve.subnet)[1]
+    state = tmp_path / "state"
+    env = service_env(state, job_service.pve.env, template_vmids="7450-7469", workspace_vmids="7970-7989",
+                      apt_proxy=f"http://{gateway}:9", ssh_timeout_seconds="20")
+    ctforge(env, "db", "upgrade")
+    ctforge(env, "users", "add", "alice", "--admin")
+    token = ctforge(env, "tokens", "create", "alice").strip()
+    db = Database(f"sqlite:///{state / 'ctforge.db'}")
+    adopt_record(db, canonical_chain["templates"]["base"], "alice")
+    db.dispose()
+    service = ServiceProcess(env, tmp_path / "serve.log").start()
+    try:
+        api = Client(service, token)
+        child = api.create("no-apt", parent_id=canonical_chain["templates"]["base"]["id"],
+                           tech_stacks=["redis"])
+        job = api.wait(api.act(child["id"], "build")["id"])
+        record = api.template(child["id"])
+        assert job["status"] == "failed" and job["failed_step"] == "install", job
+        assert record["status"] == "error" and record["error_message"].startswith("install failed: ")
+        assert f"{gateway}" in record["error_message"] or "apt" in record["error_message"].lower()
+        cts = {int(r["vmid"]) for r in _resources(job_service) if 7450 <= int(r["vmid"]) <= 7469}
+        assert cts == {record["vmid"]}  # only the record's own CT, kept for a retry
+        assert api.wait(api.act(child["id"], "destroy")["id"])["status"] == "successful"
+        # SSH: the CT runs, but the address Proxmox reports answers nobody
+        quiet = api.create("no-ssh", parent_id=canonical_chain["templates"]["base"]["id"], tech_stacks=[])
+        job_service.pve.faults(ssh_unreachable=True)
+        try:
+            job = api.wait(api.act(quiet["id"], "build")["id"])
+        finally:
+            job_service.pve.faults()
+        record = api.template(quiet["id"])
+        assert job["status"] == "failed" and job["failed_step"] == "ssh", job
+        assert record["error_message"].startswith("ssh failed: SSH does not answer on "), record
+        assert api.wait(api.act(quiet["id"], "retry")["id"])["status"] == "successful"
+        assert api.template(quiet["id"])["status"] == "ready"
+        assert api.wait(api.act(quiet["id"], "destroy")["id"])["status"] == "successful"
+    finally:
+        service.stop()

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from ctforge import messages
-from ctforge.db.models import Job, Template, User, VmidClaim, utcnow
+from ctforge.db.models import Job, VmidClaim
 
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 
@@ -21,8 +21,8 @@ SCALEOUT_VMIDS = "7400-7449"
 @pytest.fixture
 def two_services(canonical_chain, job_service, fresh_postgresql_database, tmp_path):
     """Two services on one fresh PostgreSQL database, with a ready record of the session's base CT
-    (made in the database directly: it is the chain's own CT, built through the other service)."""
-    from job_helpers import Client, ServiceProcess, ctforge, service_env
+    (job_helpers.adopt_record: the chain's own CT, built through the other service)."""
+    from job_helpers import Client, ServiceProcess, adopt_record, ctforge, service_env
 
     db = fresh_postgresql_database
     env = service_env(tmp_path / "state", job_service.pve.env, database_url=db.url,
@@ -31,14 +31,7 @@ def two_services(canonical_chain, job_service, fresh_postgresql_database, tmp_pa
     ctforge(env, "users", "add", "alice", "--admin")
     token = ctforge(env, "tokens", "create", "alice").strip()
     base = canonical_chain["templates"]["base"]
-    with db.writing() as session:
-        owner = session.scalars(select(User).where(User.name == "alice")).one()
-        session.add(Template(id=uuid.UUID(base["id"]), owner_id=owner.id, name="base",
-                             base_ct_template=base["base_ct_template"], vmid=base["vmid"],
-                             node=base["node"], status="ready",
-                             tech_stacks=[], inherited_tech_stacks=[], built_stacks=[], ready_at=utcnow()))
-        session.flush()
-        session.add(VmidClaim(vmid=base["vmid"], kind="template", template_id=uuid.UUID(base["id"])))
+    adopt_record(db, base, "alice")
     services = [ServiceProcess(env, tmp_path / f"serve-{n}.log") for n in (1, 2)]
     try:
         for service in services:
