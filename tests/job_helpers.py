@@ -217,3 +217,24 @@ def adopt_record(db: Any, record: dict[str, Any], owner: str) -> None:
                              built_stacks=record["built_stacks"], ready_at=utcnow()))
         session.flush()
         session.add(VmidClaim(vmid=record["vmid"], kind="template", template_id=template_id))
+
+
+@contextlib.contextmanager
+def own_service(tmp_path: Path, pve: Any, parent: dict[str, Any], **settings: str) -> Iterator[Client]:
+    """A `ctforge serve` of a test's own (SQLite in tmp_path, `settings` as CTFORGE_*), with alice
+    (admin) and a ready record of `parent`'s CT to build children on; stopped at the end."""
+    from ctforge.db import Database
+
+    state = tmp_path / "state"
+    env = service_env(state, pve.env, **settings)
+    ctforge(env, "db", "upgrade")
+    ctforge(env, "users", "add", "alice", "--admin")
+    token = ctforge(env, "tokens", "create", "alice").strip()
+    db = Database(f"sqlite:///{state / 'ctforge.db'}")
+    adopt_record(db, parent, "alice")
+    db.dispose()
+    service = ServiceProcess(env, tmp_path / "serve.log").start()
+    try:
+        yield Client(service, token)
+    finally:
+        service.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import time
 
 import pytest
 
@@ -313,24 +314,14 @@ def test_install_and_ssh_failures_name_their_step(canonical_chain, job_service, 
     minipve's ssh_unreachable fails the SSH step quickly. Retry completes the SSH case."""
     import ipaddress
 
-    from ctforge.db import Database
-    from job_helpers import Client, ServiceProcess, adopt_record, ctforge, service_env
+    from job_helpers import own_service
 
     gateway = ipaddress.ip_network(job_service.pve.subnet)[1]
-    state = tmp_path / "state"
-    env = service_env(state, job_service.pve.env, template_vmids="7450-7469", workspace_vmids="7970-7989",
-                      apt_proxy=f"http://{gateway}:9", ssh_timeout_seconds="20")
-    ctforge(env, "db", "upgrade")
-    ctforge(env, "users", "add", "alice", "--admin")
-    token = ctforge(env, "tokens", "create", "alice").strip()
-    db = Database(f"sqlite:///{state / 'ctforge.db'}")
-    adopt_record(db, canonical_chain["templates"]["base"], "alice")
-    db.dispose()
-    service = ServiceProcess(env, tmp_path / "serve.log").start()
-    try:
-        api = Client(service, token)
-        child = api.create("no-apt", parent_id=canonical_chain["templates"]["base"]["id"],
-                           tech_stacks=["redis"])
+    base = canonical_chain["templates"]["base"]
+    with own_service(tmp_path, job_service.pve, base, template_vmids="7450-7469",
+                     workspace_vmids="7970-7989", apt_proxy=f"http://{gateway}:9",
+                     ssh_timeout_seconds="20") as api:
+        child = api.create("no-apt", parent_id=base["id"], tech_stacks=["redis"])
         job = api.wait(api.act(child["id"], "build")["id"])
         record = api.template(child["id"])
         assert job["status"] == "failed" and job["failed_step"] == "install", job
@@ -340,7 +331,7 @@ def test_install_and_ssh_failures_name_their_step(canonical_chain, job_service, 
         assert cts == {record["vmid"]}  # only the record's own CT, kept for a retry
         assert api.wait(api.act(child["id"], "destroy")["id"])["status"] == "successful"
         # SSH: the CT runs, but the address Proxmox reports answers nobody
-        quiet = api.create("no-ssh", parent_id=canonical_chain["templates"]["base"]["id"], tech_stacks=[])
+        quiet = api.create("no-ssh", parent_id=base["id"], tech_stacks=[])
         job_service.pve.faults(ssh_unreachable=True)
         try:
             job = api.wait(api.act(quiet["id"], "build")["id"])
@@ -352,5 +343,32 @@ def test_install_and_ssh_failures_name_their_step(canonical_chain, job_service, 
         assert api.wait(api.act(quiet["id"], "retry")["id"])["status"] == "successful"
         assert api.template(quiet["id"])["status"] == "ready"
         assert api.wait(api.act(quiet["id"], "destroy")["id"])["status"] == "successful"
-    finally:
-        service.stop()
+
+
+def test_a_run_that_hangs_ends_at_the_job_timeout(canonical_chain, job_service, tmp_path) -> None:
+    """minipve makes every task wait 60 s; the service's job timeout (10 s) ends the run."""
+    from job_helpers import own_service
+
+    base = canonical_chain["templates"]["base"]
+    with own_service(tmp_path, job_service.pve, base, template_vmids="7470-7479",
+                     workspace_vmids="7990-7999", job_timeout_seconds="10") as api:
+        child = api.create("hangs", parent_id=base["id"], tech_stacks=[])
+        job_service.pve.faults(slow=60)
+        try:
+            job = api.wait(api.act(child["id"], "build")["id"])
+        finally:
+            job_service.pve.faults()
+        record = api.template(child["id"])
+        assert job["status"] == "timeout" and job["failed_step"] == "clone", job
+        assert record["status"] == "error"
+        assert record["error_message"] == messages.JOB_TIMED_OUT.format(seconds=10, step="clone")
+        # minipve's clone task goes on after the run was ended (as Proxmox's would): the CT it makes
+        # is the record's own; wait for the task to end, then destroy it
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            entry = next((r for r in _resources(job_service) if int(r["vmid"]) == record["vmid"]), None)
+            if entry is not None and not entry.get("lock"):
+                break
+            time.sleep(0.5)  # the task's own wait; the deadline bounds it
+        assert api.wait(api.act(child["id"], "destroy")["id"])["status"] == "successful"
+        assert record["vmid"] not in {int(r["vmid"]) for r in _resources(job_service)}
