@@ -275,7 +275,8 @@ def report(rounds: list[Round], base_seconds: float, args: argparse.Namespace) -
     own = [sum(r.api.segments[n] for n, w in SEGMENTS if w != "ansible") for r in rounds]
     own_percent = 100 * statistics.median(own) / med_b
     print(f"the service's and the bridge's own time per build: median {statistics.median(own):.2f} s "
-          f"(rounds: {', '.join(f'{o:.2f}' for o in own)}) = {own_percent:.1f}% of median(B)")
+          f"(rounds: {', '.join(f'{o:.2f}' for o in own)}) = {own_percent:.1f}% of median(B); "
+          "ansible-runner's cost per event, inside the plays, is not in it (--profile measures it)")
     if max(b) - min(b) > abs(overhead):
         print(f"note: B's rounds spread over {max(b) - min(b):.1f} s ({min(b):.1f}-{max(b):.1f}), more than "
               "the overhead of the medians: that difference is within the machine's noise; the line above "
