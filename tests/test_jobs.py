@@ -372,3 +372,29 @@ def test_a_run_that_hangs_ends_at_the_job_timeout(canonical_chain, job_service, 
             time.sleep(0.5)  # the task's own wait; the deadline bounds it
         assert api.wait(api.act(child["id"], "destroy")["id"])["status"] == "successful"
         assert record["vmid"] not in {int(r["vmid"]) for r in _resources(job_service)}
+
+
+def test_a_subscriber_hears_of_the_job_and_the_status_it_moved(canonical_chain, job_service) -> None:
+    import json
+
+    from test_webhooks import Receiver, verified
+
+    api = job_service.alice
+    receiver = Receiver()
+    try:
+        events = ["job.finished", "template.status"]
+        made = api.post("/webhooks", json={"url": receiver.url, "events": events})
+        assert made.status_code == 201, made.text
+        secret = made.json()["secret"]
+        record = api.create("heard-of", base_ct_template="debian-12-standard", tech_stacks=[])
+        job = api.wait(api.act(record["id"], "destroy")["id"])
+        got = receiver.wait_for(2)
+        bodies = [json.loads(r.body) for r in got]
+        assert all(verified(secret, r) for r in got)
+        by_event = {b["event"]: b["data"] for b in bodies}
+        moved, finished = by_event["template.status"], by_event["job.finished"]
+        assert (moved["from"], moved["to"], moved["job_id"]) == ("pending", "destroyed", job["id"])
+        assert (finished["id"], finished["status"]) == (job["id"], "successful")
+        assert api.http.delete(f"/webhooks/{made.json()['id']}").status_code == 204
+    finally:
+        receiver.close()
