@@ -26,7 +26,7 @@ def two_services(canonical_chain, job_service, fresh_postgresql_database, tmp_pa
 
     db = fresh_postgresql_database
     env = service_env(tmp_path / "state", job_service.pve.env, database_url=db.url,
-                      template_vmids=SCALEOUT_VMIDS, workspace_vmids="7950-7999", job_workers="2",
+                      template_vmids=SCALEOUT_VMIDS, workspace_vmids="7950-7999", job_workers="1",
                       job_heartbeat_seconds="1", job_reap_seconds="5")
     ctforge(env, "users", "add", "alice", "--admin")
     token = ctforge(env, "tokens", "create", "alice").strip()
@@ -44,15 +44,16 @@ def two_services(canonical_chain, job_service, fresh_postgresql_database, tmp_pa
 
 def test_two_processes_share_the_queue_and_reap_a_dead_one(two_services) -> None:
     (first, second), db, base = two_services
-    children = [first.create(f"shared-{n}", parent_id=base["id"], tech_stacks=[]) for n in range(4)]
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    # one slot each: a process busy with one job cannot claim the other, so each takes one
+    children = [first.create(f"shared-{n}", parent_id=base["id"], tech_stacks=[]) for n in range(2)]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
         jobs = list(pool.map(lambda t: first.act(t["id"], "build"), children))
         ended = list(pool.map(lambda j: second.wait(j["id"]), jobs))
-    assert [job["status"] for job in ended] == ["successful"] * 4, ended
+    assert [job["status"] for job in ended] == ["successful"] * 2, ended
     with db.reading() as session:
         rows = session.scalars(select(Job).where(Job.id.in_([uuid.UUID(j["id"]) for j in jobs]))).all()
     workers = {row.worker_id for row in rows}
-    assert len(workers) == 2, workers  # both processes took work (2 slots each, 4 jobs)
+    assert len(workers) == 2, workers  # both processes took work
     # claimed once: each job ran its two playbooks once, in one process
     for row in rows:
         runs = sorted(path.name for path in (Path(row.artifacts_dir) / "artifacts").iterdir())
@@ -75,10 +76,10 @@ def test_two_processes_share_the_queue_and_reap_a_dead_one(two_services) -> None
     runner.service.start()
     retried = survivor.wait(survivor.act(victim["id"], "retry")["id"])
     assert retried["status"] == "successful"
-    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
         gone = list(pool.map(lambda t: survivor.wait(survivor.act(t["id"], "destroy")["id"]),
                              [*children, victim]))
-    assert [j["status"] for j in gone] == ["successful"] * 5
+    assert [j["status"] for j in gone] == ["successful"] * 3
 
 
 def _worker_pid(db, job_id: str) -> int:
