@@ -66,8 +66,13 @@ TEXT = {"schema": {"type": "string"}}
 
 LOG_RESPONSES = {**ERRORS, 200: {"description": "The output of the job's runs.",
                                  "content": {"text/plain": TEXT}}}
-STREAM_RESPONSES = {**ERRORS, 200: {"description": "Server-sent events: one per Ansible event (id = seq), "
-                                                   "then `end`.", "content": {"text/event-stream": TEXT}}}
+# one server-sent event: `event` the Ansible event's type (or `end`), `id` its seq, `data` the JSON
+# of a JobEventPublic (or, for `end`, of the job's status, error and failed_step)
+SSE_EVENT = {"schema": {"type": "object", "properties": {
+    "event": {"type": "string"}, "id": {"type": "string"}, "data": {"type": "string"},
+    "retry": {"type": "integer"}}}}
+STREAM_RESPONSES = {**ERRORS, 200: {"description": "Server-sent events: one per Ansible event, then `end`.",
+                                    "content": {"text/event-stream": SSE_EVENT}}}
 
 
 @router.get("/{job_id}/log", openapi_extra=TOKEN_OPTIONAL, response_class=Response, responses=LOG_RESPONSES)
