@@ -219,13 +219,26 @@ def adopt_record(db: Any, record: dict[str, Any], owner: str) -> None:
         session.add(VmidClaim(vmid=record["vmid"], kind="template", template_id=template_id))
 
 
+def share_build_key(from_state: Path, to_state: Path) -> None:
+    """The build key of another service's state dir: its templates trust that key only (as two
+    replicas of one deployment share theirs)."""
+    import shutil
+
+    to_state.mkdir(parents=True, exist_ok=True)
+    for path in from_state.glob("build_key*"):
+        shutil.copy2(path, to_state / path.name)
+
+
 @contextlib.contextmanager
-def own_service(tmp_path: Path, pve: Any, parent: dict[str, Any], **settings: str) -> Iterator[Client]:
+def own_service(tmp_path: Path, pve: Any, parent: dict[str, Any], key_from: Path,
+                **settings: str) -> Iterator[Client]:
     """A `ctforge serve` of a test's own (SQLite in tmp_path, `settings` as CTFORGE_*), with alice
-    (admin) and a ready record of `parent`'s CT to build children on; stopped at the end."""
+    (admin), the build key of `key_from` (a state dir) and a ready record of `parent`'s CT to build
+    children on; stopped at the end."""
     from ctforge.db import Database
 
     state = tmp_path / "state"
+    share_build_key(key_from, state)
     env = service_env(state, pve.env, **settings)
     ctforge(env, "db", "upgrade")
     ctforge(env, "users", "add", "alice", "--admin")

@@ -318,7 +318,7 @@ def test_install_and_ssh_failures_name_their_step(canonical_chain, job_service, 
 
     gateway = ipaddress.ip_network(job_service.pve.subnet)[1]
     base = canonical_chain["templates"]["base"]
-    with own_service(tmp_path, job_service.pve, base, template_vmids="7450-7469",
+    with own_service(tmp_path, job_service.pve, base, job_service.state_dir, template_vmids="7450-7469",
                      workspace_vmids="7970-7989", apt_proxy=f"http://{gateway}:9",
                      ssh_timeout_seconds="20") as api:
         child = api.create("no-apt", parent_id=base["id"], tech_stacks=["redis"])
@@ -350,7 +350,7 @@ def test_a_run_that_hangs_ends_at_the_job_timeout(canonical_chain, job_service, 
     from job_helpers import own_service
 
     base = canonical_chain["templates"]["base"]
-    with own_service(tmp_path, job_service.pve, base, template_vmids="7470-7479",
+    with own_service(tmp_path, job_service.pve, base, job_service.state_dir, template_vmids="7470-7479",
                      workspace_vmids="7990-7999", job_timeout_seconds="10") as api:
         child = api.create("hangs", parent_id=base["id"], tech_stacks=[])
         job_service.pve.faults(slow=60)

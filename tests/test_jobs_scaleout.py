@@ -22,9 +22,10 @@ SCALEOUT_VMIDS = "7400-7449"
 def two_services(canonical_chain, job_service, fresh_postgresql_database, tmp_path):
     """Two services on one fresh PostgreSQL database, with a ready record of the session's base CT
     (job_helpers.adopt_record: the chain's own CT, built through the other service)."""
-    from job_helpers import Client, ServiceProcess, adopt_record, ctforge, service_env
+    from job_helpers import Client, ServiceProcess, adopt_record, ctforge, service_env, share_build_key
 
     db = fresh_postgresql_database
+    share_build_key(job_service.state_dir, tmp_path / "state")
     env = service_env(tmp_path / "state", job_service.pve.env, database_url=db.url,
                       template_vmids=SCALEOUT_VMIDS, workspace_vmids="7950-7999", job_workers="1",
                       job_heartbeat_seconds="1", job_reap_seconds="5")
