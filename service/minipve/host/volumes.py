@@ -70,8 +70,21 @@ class Volumes:
     def is_base(self, volume: str) -> bool:
         return _parse(volume)[0] == "basevol"
 
+    def _metas(self) -> list[dict]:
+        """Every volume's volume.json; not those being destroyed now (a concurrent task renames a
+        volume to .<name>.destroying, then removes it: pathlib's * matches dot names)."""
+        metas = []
+        for meta_file in sorted(self.images.glob(f"*/*/{META}")):
+            if meta_file.parent.name.startswith("."):
+                continue
+            try:
+                metas.append(json.loads(meta_file.read_text()))
+            except FileNotFoundError:  # removed between the glob and the read
+                continue
+        return metas
+
     def all_volumes(self) -> list[str]:
-        return [json.loads(m.read_text())["name"] for m in sorted(self.images.glob(f"*/*/{META}"))]
+        return [meta["name"] for meta in self._metas()]
 
     def _new_dir(self, volume: str) -> Path:
         path = self.path(volume)
@@ -164,8 +177,7 @@ class Volumes:
     # -- queries -------------------------------------------------------------------------------
     def linked_clones_of(self, volume: str) -> list[str]:
         users = []
-        for meta_file in sorted(self.images.glob(f"*/*/{META}")):
-            meta = json.loads(meta_file.read_text())
+        for meta in self._metas():
             if volume in meta.get("lower", []):
                 users.append(meta["name"])
         return users
