@@ -71,16 +71,19 @@ class Volumes:
         return _parse(volume)[0] == "basevol"
 
     def _metas(self) -> list[dict]:
-        """Every volume's volume.json; not those being destroyed now (a concurrent task renames a
-        volume to .<name>.destroying, then removes it: pathlib's * matches dot names)."""
+        """Every volume's volume.json. A concurrent destroy renames a volume to .<name>.destroying,
+        removes it, then removes its VMID's directory: those are skipped, and so is whatever goes
+        between the listing and the read (pathlib's glob would match the dot names, and fails on a
+        directory removed while it walks)."""
         metas = []
-        for meta_file in sorted(self.images.glob(f"*/*/{META}")):
-            if meta_file.parent.name.startswith("."):
-                continue
-            try:
-                metas.append(json.loads(meta_file.read_text()))
-            except FileNotFoundError:  # removed between the glob and the read
-                continue
+        for owner_dir in sorted(_entries(self.images)):
+            for volume_dir in sorted(_entries(owner_dir)):
+                if volume_dir.name.startswith("."):
+                    continue
+                try:
+                    metas.append(json.loads((volume_dir / META).read_text()))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
         return metas
 
     def all_volumes(self) -> list[str]:
@@ -276,3 +279,11 @@ class Volumes:
         finally:
             if not was_mounted:
                 self.unmount(volume)
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The subdirectories of `directory`; none when it is gone (removed by a concurrent destroy)."""
+    try:
+        return [Path(entry.path) for entry in os.scandir(directory) if entry.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
