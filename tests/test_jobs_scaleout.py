@@ -4,6 +4,7 @@ exactly one of them, and the jobs of a process that dies are reaped by the other
 from __future__ import annotations
 
 import concurrent.futures
+import time
 import uuid
 from pathlib import Path
 
@@ -71,9 +72,15 @@ def test_two_processes_share_the_queue_and_reap_a_dead_one(two_services) -> None
     assert reaped["status"] == "failed" and reaped["error"] == messages.JOB_SERVICE_RESTARTED
     record = survivor.template(victim["id"])
     assert record["status"] == "error" and record["error_message"] == messages.JOB_SERVICE_RESTARTED
-    with db.reading() as session:
-        smoke = session.scalars(select(VmidClaim).where(VmidClaim.kind == "smoke")).all()
-    assert smoke == []  # the survivor destroyed the dead run's smoke clone and freed its VMID
+    # the survivor destroys the dead run's smoke clone after failing the job, then frees its VMID
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with db.reading() as session:
+            smoke = session.scalars(select(VmidClaim).where(VmidClaim.kind == "smoke")).all()
+        if not smoke:
+            break
+        time.sleep(0.5)  # the destroy run's own time; the deadline bounds the wait
+    assert smoke == []
     runner.service.start()
     retried = survivor.wait(survivor.act(victim["id"], "retry")["id"])
     assert retried["status"] == "successful"

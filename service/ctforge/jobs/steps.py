@@ -33,13 +33,20 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def cause_of(event: dict[str, Any]) -> str:
+    """The failed task's message; a generic one ("non-zero return code") with the command's stderr."""
     data = event.get("event_data") or {}
     res = data.get("res") or {}
-    for key in ("msg", "stderr", "module_stderr", "stdout"):
-        text = res.get(key)
-        if isinstance(text, str) and text.strip():
-            return " ".join(text.split())[:2000]
-    return f"task {data.get('task')!r} failed on {data.get('host')}"
+    texts = [" ".join(res[key].split()) for key in ("msg", "stderr", "module_stderr", "stdout")
+             if isinstance(res.get(key), str) and res[key].strip()]
+    if not texts:
+        return f"task {data.get('task')!r} failed on {data.get('host')}"
+    cause = texts[0]
+    if len(texts) > 1 and cause.lower() in GENERIC_MESSAGES:
+        cause = f"{cause}: {texts[1][-1500:]}"
+    return cause[:2000]
+
+
+GENERIC_MESSAGES = frozenset({"non-zero return code", "module failure", "mkdir failed"})
 
 
 def step_of(playbook: str, failed_task: str, includes: list[str], cause: str) -> str:
