@@ -133,7 +133,6 @@ def fresh_postgresql_database(postgres) -> Iterator[object]:
 
 # --- the job service: one `ctforge serve` over the session's minipve, and the canonical chain -----
 
-JOB_TEMPLATE_VMIDS = "7300-7399"  # the job tests' templates and smoke clones (test_playbooks: 7150-7299)
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +141,7 @@ def job_service(minipve, tmp_path_factory):
     API clients, `.service` the process (kill() / start()), `.state_dir`, `.env`."""
     from types import SimpleNamespace
 
-    from job_helpers import Client, ServiceProcess, ctforge, service_env
+    from job_helpers import JOB_TEMPLATE_VMIDS, Client, ServiceProcess, ctforge, service_env
 
     state_dir = tmp_path_factory.mktemp("job-service")
     env = service_env(state_dir, minipve.env, template_vmids=JOB_TEMPLATE_VMIDS,

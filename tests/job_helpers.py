@@ -23,6 +23,9 @@ CTFORGE = REPO / ".venv" / "bin" / "ctforge"
 API = "/api/v1"
 HEALTH_TIMEOUT = 60.0
 JOB_TIMEOUT = 900.0
+# the job service's templates and smoke clones (test_playbooks: 7150-7299; the job tests' own
+# services: 7400-7499)
+JOB_TEMPLATE_VMIDS = "7300-7399"
 
 
 def service_env(state_dir: Path, pve_env: dict[str, str], **settings: str) -> dict[str, str]:

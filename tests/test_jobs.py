@@ -160,7 +160,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 def _cts_in_range(job_service) -> set[int]:
-    from conftest import JOB_TEMPLATE_VMIDS
+    from job_helpers import JOB_TEMPLATE_VMIDS
 
     first, last = (int(n) for n in JOB_TEMPLATE_VMIDS.split("-"))
     return {int(r["vmid"]) for r in _resources(job_service) if first <= int(r["vmid"]) <= last}
