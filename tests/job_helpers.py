@@ -4,7 +4,6 @@ and an HTTP client that follows a job through its server-sent events until it en
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 
 from ctforge.devdb import free_port
+from ctforge.sse import sse_events
 
 REPO = Path(__file__).resolve().parents[1]
 CTFORGE = REPO / ".venv" / "bin" / "ctforge"
@@ -131,18 +131,10 @@ class Client:
         with self.http.stream("GET", f"/jobs/{job_id}/stream", params={"after": after},
                               timeout=httpx.Timeout(timeout, read=timeout)) as reply:
             assert reply.status_code == 200, reply.read()
-            kind, data = "message", ""
-            for line in reply.iter_lines():
-                if line.startswith("event:"):
-                    kind = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    data += line.split(":", 1)[1].strip()
-                elif line == "" and data:
-                    item = json.loads(data)
-                    yield kind, item
-                    if kind == "end" or (until is not None and until(item)):
-                        return
-                    kind, data = "message", ""
+            for kind, item in sse_events(reply.iter_lines()):
+                yield kind, item
+                if kind == "end" or (until is not None and until(item)):
+                    return
 
     def wait(self, job_id: str, timeout: float = JOB_TIMEOUT) -> dict[str, Any]:
         """The job once it has ended, waited for on its event stream (no polling)."""

@@ -45,6 +45,7 @@ import httpx
 from ctforge_procs import API, REPO, Services, ctforge, service_env, tail
 
 from ctforge.requests import FinalizeRequest, ProvisionRequest, extravars_yaml
+from ctforge.sse import sse_events
 
 APPLIANCE = "debian-12-standard"
 USER = "alice"
@@ -97,17 +98,10 @@ class Api:
                               timeout=httpx.Timeout(JOB_TIMEOUT, read=JOB_TIMEOUT)) as reply:
             if reply.status_code != 200:
                 raise SystemExit(f"stream of job {job_id}: {reply.status_code} {reply.read()[:500]!r}")
-            kind, data = "message", ""
-            for line in reply.iter_lines():
-                if line.startswith("event:"):
-                    kind = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    data += line.split(":", 1)[1].strip()
-                elif line == "" and data:
-                    items.append((kind, json.loads(data)))
-                    if kind == "end":
-                        return items
-                    kind, data = "message", ""
+            for kind, data in sse_events(reply.iter_lines()):
+                items.append((kind, data))
+                if kind == "end":
+                    return items
         raise SystemExit(f"the stream of job {job_id} ended without its `end` event")
 
     def run_action(self, template_id: str, action: str) -> tuple[float, float, dict[str, Any],
