@@ -199,3 +199,25 @@ def test_instances_share_forwarding_and_the_last_one_down_puts_it_back(tmp_path)
         "g up, f's dir gone": ["1", ["g"]],
         "g down": ["0", []],
     }
+
+
+def test_a_second_instance_on_a_bridge_in_use_is_refused_and_leaves_it_alone(tmp_path) -> None:
+    """Two instances given one bridge by mistake: the second refuses before it touches anything, and
+    its reset (the launcher resets a failed start) removes neither the bridge nor the first's NAT."""
+    require_host()
+    from minipve.host import HostError
+
+    first = LxcHost(host_config(tmp_path / "one"))
+    second = LxcHost(HostConfig(state_dir=tmp_path / "two", bridge=BRIDGE, subnet=SUBNET2))
+    try:
+        first.up()
+        with pytest.raises(HostError, match=f"bridge {BRIDGE} belongs to the minipve of "):
+            second.up()
+        second.reset()
+        assert Path(f"/sys/class/net/{BRIDGE}").exists()
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+        assert nft_table(first.config) in tables
+        assert first.apt_proxy_url() is not None  # the first's daemons still run
+    finally:
+        first.reset()
+    assert not Path(f"/sys/class/net/{BRIDGE}").exists()

@@ -91,6 +91,7 @@ class Network:
 
     # -- the whole network -----------------------------------------------------------------
     def up(self) -> None:
+        self._check_bridge_is_ours()
         overlaps = subnet_overlaps(self.config)
         if overlaps:
             raise HostError(
@@ -98,6 +99,7 @@ class Network:
                 "choose a free private subnet with the --subnet option"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._own_bridge()
         self._bridge_up()
         self._nft_up()
         self._claim_forwarding()
@@ -111,11 +113,44 @@ class Network:
         self._release_forwarding()
 
     def remove(self) -> None:
-        """Everything `up` made, for reset."""
+        """Everything `up` made, for reset. The bridge and NAT table of another instance (an instance
+        that failed to start on a bridge in use) are left alone."""
         self.down()
+        if self._bridge_owner() not in (None, self._me()):
+            return
         run(["nft", "delete", "table", "ip", nft_table(self.config)], check=False)
         if Path(f"/sys/class/net/{self.config.bridge}").exists():
             run(["ip", "link", "delete", self.config.bridge, "type", "bridge"], check=False)
+        self._owner_path().unlink(missing_ok=True)
+
+    # -- which instance a bridge belongs to ----------------------------------------------------
+    def _me(self) -> str:
+        return str(self.config.state_dir.resolve())
+
+    def _owner_path(self) -> Path:
+        return FORWARD_REGISTRY / f"bridge-{self.config.bridge}"
+
+    def _bridge_owner(self) -> str | None:
+        """The state dir of the live instance that made the bridge, or None."""
+        try:
+            owner = self._owner_path().read_text().strip()
+        except OSError:
+            return None
+        return owner if owner and Path(owner).is_dir() else None
+
+    def _check_bridge_is_ours(self) -> None:
+        owner = self._bridge_owner()
+        if owner not in (None, self._me()):
+            raise HostError(
+                f"bridge {self.config.bridge} belongs to the minipve of {owner}: give this one a bridge "
+                "and subnet of its own (--bridge, --subnet)"
+            )
+
+    def _own_bridge(self) -> None:
+        FORWARD_REGISTRY.mkdir(mode=0o700, exist_ok=True)
+        with flock(FORWARD_REGISTRY / ".lock"):
+            self._check_bridge_is_ours()
+            write_file(self._owner_path(), f"{self._me()}\n")
 
     def apt_proxy_url(self) -> str | None:
         if pid_alive(self.run_dir / "apt-cacher-ng.pid") is None:
