@@ -346,14 +346,14 @@ def test_install_and_ssh_failures_name_their_step(canonical_chain, job_service, 
 
 
 def test_a_run_that_hangs_ends_at_the_job_timeout(canonical_chain, job_service, tmp_path) -> None:
-    """minipve makes every task wait 60 s; the service's job timeout (10 s) ends the run."""
+    """minipve makes every task wait 25 s; the service's job timeout (10 s) ends the run."""
     from job_helpers import own_service
 
     base = canonical_chain["templates"]["base"]
     with own_service(tmp_path, job_service.pve, base, job_service.state_dir, template_vmids="7470-7479",
                      workspace_vmids="7990-7999", job_timeout_seconds="10") as api:
         child = api.create("hangs", parent_id=base["id"], tech_stacks=[])
-        job_service.pve.faults(slow=60)
+        job_service.pve.faults(slow=25)
         try:
             job = api.wait(api.act(child["id"], "build")["id"])
         finally:
