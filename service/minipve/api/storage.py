@@ -11,6 +11,7 @@ from typing import Any
 from minipve.api.app import App, Request
 from minipve.api.ct import volume_of
 from minipve.api.errors import NO_SUCH_TEMPLATE, VZTMPL_UNSUPPORTED, fail, param_error
+from minipve.host import HostError
 from minipve.storagecfg import LOCAL, Storage
 from minipve.tasks import TaskContext
 
@@ -75,13 +76,17 @@ def _rootdirs(app: App) -> list[dict[str, Any]]:
         volume = volume_of(conf) if conf else ""
         if not volume:
             continue
+        try:
+            used = app.host.volume_usage(volume)
+        except HostError:  # a concurrent destroy removed it while we listed: it is gone, not listed
+            continue
         entry = {
             "volid": f"local:{volume}",
             "format": "subvol",
             "vmid": vmid,
             "content": "rootdir",
             "size": 0,
-            "used": app.host.volume_usage(volume) if conf else 0,
+            "used": used,
         }
         out.append(entry)
     return out
