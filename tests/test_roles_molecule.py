@@ -1,16 +1,12 @@
 """Every role's molecule scenario on minipve: create a CT through community.proxmox, prepare,
 converge, idempotence (second converge changed=0), verify with the role's own verify entry point,
-destroy. Also checks that scenarios stay thin: the shared base at .config/molecule/ does the rest.
-
-The scenarios run at once, MOLECULE_AT_ONCE at a time, each with a VMID of its own: much of a
-scenario is waiting (for apt's downloads, for Proxmox's tasks, for SSH), which another one fills."""
+destroy. Also checks that scenarios stay thin: the shared base at .config/molecule/ does the rest."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -21,8 +17,6 @@ ROLES = REPO / "roles"
 VENV_BIN = REPO / ".venv" / "bin"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SCENARIOS = sorted(p.parent.parent.parent.name for p in ROLES.glob("*/molecule/default/molecule.yml"))
-MOLECULE_AT_ONCE = 3
-FIRST_VMID = 7700  # 7700 + the scenario's index; no other suite uses 7700-7799
 
 
 def test_some_roles_have_scenarios():
@@ -44,16 +38,17 @@ def leftover_cts(pve_env: dict, role: str) -> list[int]:
     return [ct["vmid"] for ct in px.nodes(pve_env["PROXMOX_NODE"]).lxc.get() if ct.get("name") == hostname]
 
 
-def run_scenario(pve_env: dict, role: str) -> tuple[int, str]:
-    """`molecule test` in roles/<role>: (exit status, output without colours)."""
+@pytest.mark.host
+@pytest.mark.slow
+@pytest.mark.parametrize("role", SCENARIOS)
+def test_molecule(minipve, role):
     env = {
         **os.environ,
-        **pve_env,
+        **minipve.env,
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "ANSIBLE_FORCE_COLOR": "0",
         "PY_COLORS": "0",
         "NO_COLOR": "1",
-        "CTFORGE_MOLECULE_VMID": str(FIRST_VMID + SCENARIOS.index(role)),
     }
     env.pop("MOLECULE_PROJECT_DIRECTORY", None)
     proc = subprocess.run(
@@ -65,25 +60,8 @@ def run_scenario(pve_env: dict, role: str) -> tuple[int, str]:
         timeout=3600,
         check=False,
     )
-    return proc.returncode, ANSI.sub("", proc.stdout + proc.stderr)
-
-
-@pytest.fixture(scope="module")
-def scenario_runs(minipve) -> dict[str, tuple[int, str]]:
-    """Every scenario, run once, MOLECULE_AT_ONCE at a time."""
-    with ThreadPoolExecutor(MOLECULE_AT_ONCE) as pool:
-        runs = dict(
-            zip(SCENARIOS, pool.map(lambda role: run_scenario(minipve.env, role), SCENARIOS), strict=True)
-        )
-    return runs
-
-
-@pytest.mark.host
-@pytest.mark.slow
-@pytest.mark.parametrize("role", SCENARIOS)
-def test_molecule(minipve, scenario_runs, role):
-    returncode, output = scenario_runs[role]
-    assert returncode == 0, output[-6000:]
+    output = ANSI.sub("", proc.stdout + proc.stderr)
+    assert proc.returncode == 0, output[-6000:]
     # The sequence really ran its proving steps: second converge changed=0, then the role's verify.
     for step in ("create", "converge", "idempotence", "verify", "destroy"):
         ran = re.search(rf"{step}: Executed: Successful", output)
