@@ -91,7 +91,7 @@ class Network:
 
     # -- the whole network -----------------------------------------------------------------
     def up(self) -> None:
-        self._check_bridge_is_ours()
+        self._own_bridge()  # first: an instance given another's bridge refuses before it touches anything
         overlaps = subnet_overlaps(self.config)
         if overlaps:
             raise HostError(
@@ -99,7 +99,6 @@ class Network:
                 "choose a free private subnet with the --subnet option"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._own_bridge()
         self._bridge_up()
         self._nft_up()
         self._claim_forwarding()
