@@ -42,12 +42,14 @@ class MiniPVE:
         ready_timeout: float = READY_TIMEOUT,
         reset_on_exit: bool = True,
         storages: dict[str, str] | None = None,
+        appliance: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.port, self.subnet, self.bridge, self.node, self.listen = port, subnet, bridge, node, listen
         self.ready_timeout = ready_timeout
         self.reset_on_exit = reset_on_exit
         self.storages = storages or {}  # extra dir storages: name -> content ("iso,vztmpl")
+        self.appliance = appliance  # None: serve's default; "": place none (no download at start)
         self.proc: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
 
@@ -135,6 +137,7 @@ class MiniPVE:
                 self.bridge,
                 "--node",
                 self.node,
+                *(["--appliance", self.appliance] if self.appliance is not None else []),
             ),
             stdout=log,
             stderr=subprocess.STDOUT,

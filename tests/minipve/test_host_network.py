@@ -116,7 +116,8 @@ def look(step):
     seen[step] = [FORWARD_SYSCTL.read_text().strip(), claims]
 
 def pve(name, n):
-    made.append(MiniPVE(tmp / name, port=18300 + n, subnet=f"10.250.{n}.0/24", bridge=f"mpvens{n}"))
+    made.append(MiniPVE(tmp / name, port=18300 + n, subnet=f"10.250.{n}.0/24", bridge=f"mpvens{n}",
+                        appliance=""))  # no network for debootstrap here
     return made[-1]
 
 try:

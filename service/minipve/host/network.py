@@ -91,13 +91,15 @@ class Network:
 
     # -- the whole network -----------------------------------------------------------------
     def up(self) -> None:
-        self._own_bridge()  # first: an instance given another's bridge refuses before it touches anything
+        # Both checks come before anything is made: a refused instance leaves no trace (not even
+        # a claim on the bridge, which would refuse the next instance given that bridge).
         overlaps = subnet_overlaps(self.config)
         if overlaps:
             raise HostError(
                 f"subnet {self.config.subnet} overlaps {', '.join(overlaps)}; "
                 "choose a free private subnet with the --subnet option"
             )
+        self._own_bridge()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._bridge_up()
         self._nft_up()
@@ -130,12 +132,14 @@ class Network:
         return FORWARD_REGISTRY / f"bridge-{self.config.bridge}"
 
     def _bridge_owner(self) -> str | None:
-        """The state dir of the live instance that made the bridge, or None."""
+        """The state dir of the live instance that made the bridge, or None. A record whose bridge
+        is gone, or whose state dir is, protects nothing and is void."""
         try:
             owner = self._owner_path().read_text().strip()
         except OSError:
             return None
-        return owner if owner and Path(owner).is_dir() else None
+        alive = owner and Path(owner).is_dir() and Path(f"/sys/class/net/{self.config.bridge}").exists()
+        return owner if alive else None
 
     def _check_bridge_is_ours(self) -> None:
         owner = self._bridge_owner()
