@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -22,6 +23,36 @@ from minipve.host.guest import apply_on_start, prepare_new
 from minipve.host.interfaces import read_interfaces
 from minipve.host.network import Network
 from minipve.host.volumes import Volumes
+
+log = logging.getLogger("minipve.host")
+
+# Every privileged container's processes are root's, and root may hold fs.inotify.max_user_instances
+# inotify instances in all (128 by default); a Debian CT's systemd, journald, logind and dbus take
+# about 8 (measured), more with services. Past the limit a new CT boots without its network (no
+# DHCP lease, "no global IPv4 address"): with the default, about 16 CTs fit on the whole host.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_WANTED = 8192
+
+
+def raise_inotify_limit(path: Path = INOTIFY_INSTANCES, wanted: int = INOTIFY_WANTED) -> int | None:
+    """Raise the host's limit to `wanted` if it is lower (never lowers it: another user may rely on
+    it); returns the value it had when it raised it, else None."""
+    try:
+        current = int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if current >= wanted:
+        return None
+    try:
+        path.write_text(f"{wanted}\n")
+    except OSError as exc:
+        log.warning("fs.inotify.max_user_instances is %d and cannot be raised (%s): about %d CTs will "
+                    "get a network; raise it with sysctl -w fs.inotify.max_user_instances=%d",
+                    current, exc, current // 8, wanted)
+        return None
+    log.info("raised fs.inotify.max_user_instances from %d to %d (each CT's systemd takes about 8)",
+             current, wanted)
+    return current
 
 
 class LxcHost:
@@ -42,6 +73,7 @@ class LxcHost:
         if problems:
             raise HostError("; ".join(f"{p.what} (fix: {p.fix})" for p in problems))
         self.lxcpath.mkdir(parents=True, exist_ok=True)
+        raise_inotify_limit()
         self.network.up()
 
     def down(self) -> None:
