@@ -122,6 +122,32 @@ class Client:
     def template(self, template_id: str) -> dict[str, Any]:
         return self.get(f"/templates/{template_id}").json()
 
+    def make_workspace(self, name: str, **body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """POST /workspaces: (the workspace record, its create job)."""
+        reply = self.post("/workspaces", json={"name": name, **body})
+        assert reply.status_code == 202, reply.text
+        return reply.json()["workspace"], reply.json()["job"]
+
+    def workspace(self, workspace_id: str) -> dict[str, Any]:
+        return self.get(f"/workspaces/{workspace_id}").json()
+
+    def wait_for_workspace(self, workspace_id: str, until: Callable[[dict[str, Any]], Any],
+                           timeout: float = JOB_TIMEOUT) -> dict[str, Any]:
+        """The workspace record once `until(record)` holds: read every 0.1 s (a record has no stream),
+        bounded by `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            record = self.workspace(workspace_id)
+            if until(record):
+                return record
+            time.sleep(0.1)
+        raise AssertionError(f"workspace {workspace_id} never got there: {self.workspace(workspace_id)}")
+
+    def act_on_workspace(self, workspace_id: str, action: str) -> dict[str, Any]:
+        reply = self.post(f"/workspaces/{workspace_id}/{action}")
+        assert reply.status_code == 202, reply.text
+        return reply.json()
+
     def job(self, job_id: str) -> dict[str, Any]:
         return self.get(f"/jobs/{job_id}").json()
 

@@ -584,7 +584,7 @@ def test_a_vmid_outside_the_range_is_422_and_a_claimed_one_409(api) -> None:
 def test_an_oversized_body_is_a_json_413(api) -> None:
     limit = api.settings.max_body_bytes
     body = json.dumps({"name": "web", "base_ct_template": APPLIANCE, "description": "x" * limit}).encode()
-    expected = messages.BODY_TOO_LARGE.format(limit=limit)
+    expected = messages.BODY_TOO_LARGE.format(limit=limit, setting="CTFORGE_MAX_BODY_BYTES")
     sized = api.post("/templates", "bob", content=body, headers={"Content-Type": "application/json"})
     assert sized.status_code == 413 and detail(sized) == expected
     assert sized.headers["content-type"] == "application/json"

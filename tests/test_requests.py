@@ -30,9 +30,11 @@ from playbook_helpers import REPO, local_play
 PLAYBOOKS = REPO / "playbooks"
 EXAMPLES = sorted((REPO / "examples").glob("*.yml"))
 BASE = yaml.safe_load((REPO / "examples" / "base.yml").read_text())
-# ctforge_* names in playbooks/ that are no variables: inventory groups and action plugins.
-NOT_VARIABLES = {"ctforge_staging", "ctforge_smoke", "ctforge_applied", "ctforge_fact", "ctforge_files",
-                 "ctforge_service", "ctforge_shell"}
+# ctforge_* names in playbooks/ that are no variables: inventory groups, action plugins, a local fact's file.
+NOT_VARIABLES = {"ctforge_staging", "ctforge_smoke", "ctforge_workspace", "ctforge_applied", "ctforge_fact",
+                 "ctforge_files", "ctforge_service", "ctforge_shell", "ctforge_base"}
+# The request each example is, by file name; the others are provision requests.
+EXAMPLE_REQUESTS: dict[str, type[rq._Request]] = {"workspace.yml": rq.WorkspaceRequest}
 
 
 def provision(**fields: Any) -> rq.ProvisionRequest:
@@ -49,9 +51,9 @@ def refused(**fields: Any) -> str:
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-def test_every_example_is_a_valid_provision_request(example: Path) -> None:
+def test_every_example_is_a_valid_request(example: Path) -> None:
     data = yaml.safe_load(example.read_text())
-    request = rq.ProvisionRequest.model_validate(data)
+    request = EXAMPLE_REQUESTS.get(example.name, rq.ProvisionRequest).model_validate(data)
     assert {k: v for k, v in request.extravars().items() if k in data} == data
 
 
@@ -149,9 +151,20 @@ def _literal(arg: str) -> tuple[bool, Any]:
         return False, None
 
 
-def test_the_playbooks_defaults_are_the_models() -> None:
-    text = (PLAYBOOKS / "tasks" / "settle_request.yml").read_text()
-    fields = rq.ProvisionRequest.model_fields
+# (the task file that settles a request, its model, the fields it requires)
+SETTLED = [
+    ("settle_request.yml", rq.ProvisionRequest, {"ctforge_template_name", "ctforge_vmid"}),
+    ("validate_workspace.yml", rq.WorkspaceRequest,
+     {"ctforge_workspace_name", "ctforge_vmid", "ctforge_template_vmid", "ctforge_ssh_public_keys"}),
+    ("../workspace_power.yml", rq.WorkspacePowerRequest, {"ctforge_vmid", "ctforge_state"}),
+]
+
+
+@pytest.mark.parametrize(("tasks", "model", "required"), SETTLED, ids=lambda v: getattr(v, "__name__", None))
+def test_the_playbooks_defaults_are_the_models(tasks: str, model: type[rq._Request],
+                                               required: set[str]) -> None:
+    text = (PLAYBOOKS / "tasks" / tasks).read_text()
+    fields = model.model_fields
     defaults = _defaults(text)
     assert set(defaults) <= set(fields), set(defaults) - set(fields)
     for var, args in defaults.items():
@@ -159,19 +172,30 @@ def test_the_playbooks_defaults_are_the_models() -> None:
             literal, value = _literal(arg)
             if var in ("ctforge_parent_vmid", "ctforge_base_ct_template") and value == "":
                 value = None  # the model takes an empty origin as not given, as the playbooks do
-            want = value if literal else None  # computed (inventory, state dir): None in the model
+            if var == "ctforge_dev_user" and value == "":
+                value = None  # validate_workspace.yml: empty is "the template's", as None in the model
+            want = value if literal else None  # computed (inventory, state dir, template): None in the model
             assert fields[var].default == want, (var, arg)
-    # the two without a default are the required ones
-    assert {n for n, f in fields.items() if f.is_required()} == {"ctforge_template_name", "ctforge_vmid"}
+    # the ones without a default are the required ones
+    assert {n for n, f in fields.items() if f.is_required()} == required
 
 
-def test_settle_request_checks_every_field_of_the_request() -> None:
-    settle = yaml.safe_load((PLAYBOOKS / "tasks" / "settle_request.yml").read_text())
-    checked = next(t["vars"]["__check"] for t in settle
-                   if t.get("ansible.builtin.include_tasks") == "check_request.yml")
-    assert set(checked) == set(rq.ProvisionRequest.model_fields)
+def _checked(tasks: str) -> dict[str, Any]:
+    """The __check of the task (at any depth of a playbook's plays) that includes check_request.yml."""
+    found = _tasks(yaml.safe_load((PLAYBOOKS / "tasks" / tasks).read_text()), PLAYBOOKS / "tasks" / tasks)
+    return next(t["vars"]["__check"] for t, _ in found
+                if str(t.get("ansible.builtin.include_tasks", "")).endswith("check_request.yml"))
+
+
+@pytest.mark.parametrize(("tasks", "model", "required"), SETTLED, ids=lambda v: getattr(v, "__name__", None))
+def test_each_playbook_checks_every_field_of_its_request(tasks: str, model: type[rq._Request],
+                                                         required: set[str]) -> None:
+    assert set(_checked(tasks)) == set(model.model_fields)
+
+
+def test_every_request_field_has_a_format() -> None:
     known = set(formats.SCALARS) | set(formats.LISTS) | set(formats.MAPPINGS) | set(formats.NETS)
-    assert set(rq.ProvisionRequest.model_fields) == known
+    assert set().union(*(r.model_fields for r in rq.REQUESTS.values())) == known
 
 
 def test_the_state_dir_and_build_key_defaults() -> None:
@@ -587,3 +611,108 @@ def test_the_playbooks_check_and_the_model_agree_on_every_value(batch: list[dict
 def _stack_format_ok(stacks: list[str]) -> bool:
     return len(set(stacks)) == len(stacks) and all(re.fullmatch(formats.FORMATS["lists"]["ctforge_stacks"], s)
                                                    for s in stacks)
+
+
+# --- the workspace requests ---------------------------------------------------------------------
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDWvuzDBlMQHJjgFI07QgrtUHc40Gpfz/EqOs23UGVr9 alice@laptop"
+WORKSPACE = {"ctforge_workspace_name": "alice-api", "ctforge_vmid": 7600, "ctforge_template_vmid": 7300,
+             "ctforge_stacks": ["python"], "ctforge_ssh_public_keys": [KEY]}
+
+
+def workspace(**fields: Any) -> rq.WorkspaceRequest:
+    return rq.WorkspaceRequest.model_validate({**WORKSPACE, **fields})
+
+
+@pytest.mark.parametrize("key", [
+    KEY, KEY.rsplit(" ", 1)[0], KEY + " and more words",
+    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7" + "x" * 300,
+    "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBOo= c",
+    "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIA== yubikey",
+])
+def test_an_openssh_public_key_is_accepted(key: str) -> None:
+    assert workspace(ctforge_ssh_public_keys=[key]).ctforge_ssh_public_keys == [key]
+
+
+@pytest.mark.parametrize("key", [
+    f'command="id" {KEY}', f"no-pty {KEY}", KEY + "\n", f"{KEY}\n{KEY}", KEY.replace(" ", "\t", 1),
+    "ssh-ed25519", "ssh-ed25519 AAAA", "ssh-ed25519 not-base64-at-all-here-no",
+    "ssh-dss AAAAB3NzaC1kc3MAAACBAP" + "x" * 40,
+    KEY + " bell\x07", "", " " + KEY,
+])
+def test_a_key_with_options_lines_or_no_key_is_refused(key: str) -> None:
+    with pytest.raises(ValidationError, match="ctforge_ssh_public_keys"):
+        workspace(ctforge_ssh_public_keys=[key])
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("ctforge_ssh_public_keys", []), ("ctforge_ssh_public_keys", [KEY, KEY]),
+    ("ctforge_ssh_public_keys", KEY),
+    ("ctforge_workspace_name", "Alice"), ("ctforge_template_vmid", 99), ("ctforge_template_vmid", 7600),
+    ("ctforge_stacks", ["no_such_stack"]), ("ctforge_template_stacks", ["no_such_stack"]),
+    ("ctforge_cores", 0), ("ctforge_memory", 15), ("ctforge_net0", "name=eth0,ip=dhcp;reboot"),
+])
+def test_a_bad_workspace_value_is_refused(field: str, value: Any) -> None:
+    with pytest.raises(ValidationError) as info:
+        workspace(**{field: value})
+    assert field in str(info.value) or (field == "ctforge_template_vmid" and value == 7600)
+
+
+def test_the_power_request_takes_started_or_stopped() -> None:
+    for state in ("started", "stopped"):
+        assert rq.WorkspacePowerRequest(ctforge_vmid=7600, ctforge_state=state).ctforge_state == state
+    for state in ("running", "Started", "stopped\n", True):
+        with pytest.raises(ValidationError, match="ctforge_state"):
+            rq.WorkspacePowerRequest(ctforge_vmid=7600, ctforge_state=state)
+
+
+def test_the_workspace_results_read_what_set_stats_reports() -> None:
+    made = {"vmid": 7600, "node": "minipve", "ip": "10.213.0.60", "template_stacks": ["nodejs"],
+            "installed": ["python"], "stacks": ["nodejs", "python"], "build_key": None}
+    assert rq.WorkspaceResult.model_validate(made).installed == ["python"]
+    power = {"vmid": 7600, "node": "minipve", "status": "stopped", "ip": None}
+    assert rq.WorkspacePowerResult.model_validate(power).ip is None
+    for bad in ({**power, "status": "paused"}, {**power, "surprise": 1}):
+        with pytest.raises(ValidationError):
+            rq.WorkspacePowerResult.model_validate(bad)
+
+
+def run_against_nothing(playbook: str, extra: dict) -> subprocess.CompletedProcess:
+    """A playbook against a port where nothing listens: an API call fails, so the checks came first."""
+    env = {**os.environ, **UNREACHABLE, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(PLAYBOOKS / playbook),
+           "-e", json.dumps(extra)]
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+FORMAT_CHECK = "Ensure every field of the request has the format Proxmox accepts"
+
+
+@pytest.mark.parametrize(("field", "value", "last_task"), [
+    ("ctforge_ssh_public_keys", [f'command="id" {KEY}'], FORMAT_CHECK),
+    ("ctforge_ssh_public_keys", [KEY + "\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB"], FORMAT_CHECK),
+    ("ctforge_ssh_public_keys", [], "Ensure the owner gave at least one SSH public key"),
+    ("ctforge_workspace_name", "alice api", FORMAT_CHECK),
+    ("ctforge_template_vmid", "7300; reboot", FORMAT_CHECK),
+    ("ctforge_stacks", ["no_such_stack"], "Ensure every stack the work needs is in the catalog"),
+    ("ctforge_template_stacks", ["no_such_stack"],
+     "Ensure every stack the template is said to carry is in the catalog"),
+])
+def test_workspace_refuses_bad_input_naming_it_before_any_api_call(field: str, value: Any,
+                                                                   last_task: str) -> None:
+    with pytest.raises(ValidationError):
+        workspace(**{field: value})
+    proc = run_against_nothing("workspace.yml", {**WORKSPACE, field: value})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "The request is refused, nothing was touched" in out and field in out, out[-3000:]
+    tasks = re.findall(r"^TASK \[(.*?)\]", out, flags=re.M)
+    assert tasks[-1] == last_task, tasks
+
+
+def test_workspace_power_refuses_a_bad_state_before_any_api_call() -> None:
+    proc = run_against_nothing("workspace_power.yml", {"ctforge_vmid": 7600, "ctforge_state": "paused"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "ctforge_state" in out, out[-3000:]
+    tasks = re.findall(r"^TASK \[(.*?)\]", out, flags=re.M)
+    assert tasks[-1] == "Ensure every field of the request has the format Proxmox accepts", tasks

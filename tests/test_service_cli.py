@@ -185,7 +185,8 @@ def test_serve_answers_an_oversized_chunked_body_with_a_json_413(served) -> None
     answer = connection.getresponse()
     assert answer.status == 413
     assert answer.getheader("Content-Type") == "application/json"
-    assert json.loads(answer.read()) == {"detail": messages.BODY_TOO_LARGE.format(limit=64 * 1024)}
+    assert json.loads(answer.read()) == {"detail": messages.BODY_TOO_LARGE.format(
+        limit=64 * 1024, setting="CTFORGE_MAX_BODY_BYTES")}
     connection.close()
 
 

@@ -41,18 +41,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-from ctforge_procs import API, REPO, Services, ctforge, service_env, tail
+from ctforge_procs import API, REPO, Api, Services, ctforge, service_env, tail
 
 from ctforge.requests import FinalizeRequest, ProvisionRequest, extravars_yaml
-from ctforge.sse import sse_events
 
 APPLIANCE = "debian-12-standard"
 USER = "alice"
 SERVICE_VMIDS = "7500-7599"
 HAND_VMID, HAND_SMOKE_VMID = 7480, 7481  # outside SERVICE_VMIDS; 7600+ belongs to the tests
 GOAL_PERCENT = 5.0
-JOB_TIMEOUT = 1800.0
 VENV_BIN = REPO / ".venv" / "bin"
 
 
@@ -79,43 +76,6 @@ class Round:
 
 
 # -- A: through the API ----------------------------------------------------------------------------
-
-class Api:
-    def __init__(self, url: str, token: str) -> None:
-        self.http = httpx.Client(base_url=f"{url}{API}", timeout=60,
-                                 headers={"Authorization": f"Bearer {token}"})
-
-    def call(self, method: str, path: str, expect: int, **kw: Any) -> Any:
-        reply = self.http.request(method, path, **kw)
-        if reply.status_code != expect:
-            raise SystemExit(f"{method} {path}: {reply.status_code} {reply.text[:2000]}")
-        return reply.json() if reply.content else None
-
-    def stream(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
-        """Every (event type, data) of the job's SSE stream, until its `end`."""
-        items: list[tuple[str, dict[str, Any]]] = []
-        with self.http.stream("GET", f"/jobs/{job_id}/stream",
-                              timeout=httpx.Timeout(JOB_TIMEOUT, read=JOB_TIMEOUT)) as reply:
-            if reply.status_code != 200:
-                raise SystemExit(f"stream of job {job_id}: {reply.status_code} {reply.read()[:500]!r}")
-            for kind, data in sse_events(reply.iter_lines()):
-                items.append((kind, data))
-                if kind == "end":
-                    return items
-        raise SystemExit(f"the stream of job {job_id} ended without its `end` event")
-
-    def run_action(self, template_id: str, action: str) -> tuple[float, float, dict[str, Any],
-                                                                    list[tuple[str, dict[str, Any]]]]:
-        """POST the action and follow its stream: (POST time, end time, the job, the stream)."""
-        posted = time.time()
-        job = self.call("POST", f"/templates/{template_id}/{action}", 202)
-        items = self.stream(job["id"])
-        ended = time.time()
-        job = self.call("GET", f"/jobs/{job['id']}", 200)
-        if job["status"] != "successful":
-            raise SystemExit(f"{action} of {template_id}: job {job['id']} {job['status']}: {job['error']}")
-        return posted, ended, job, items
-
 
 def epoch(stamp: str) -> float:
     moment = datetime.fromisoformat(stamp)

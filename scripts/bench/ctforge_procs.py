@@ -9,15 +9,18 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from ctforge.devdb import free_port
+from ctforge.sse import sse_events
 
 REPO = Path(__file__).resolve().parents[2]
 CTFORGE = REPO / ".venv" / "bin" / "ctforge"
 API = "/api/v1"
 HEALTH_TIMEOUT = 60.0
+JOB_TIMEOUT = 1800.0
 
 
 def service_env(state_dir: Path, database_url: str | None, vmids: str,
@@ -109,3 +112,42 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+class Api:
+    """An API client with one user's token: calls that must answer `expect`, and job streams."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.http = httpx.Client(base_url=f"{url}{API}", timeout=60,
+                                 headers={"Authorization": f"Bearer {token}"})
+
+    def call(self, method: str, path: str, expect: int, **kw: Any) -> Any:
+        reply = self.http.request(method, path, **kw)
+        if reply.status_code != expect:
+            raise SystemExit(f"{method} {path}: {reply.status_code} {reply.text[:2000]}")
+        return reply.json() if reply.content else None
+
+    def stream(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every (event type, data) of the job's SSE stream, until its `end`."""
+        items: list[tuple[str, dict[str, Any]]] = []
+        with self.http.stream("GET", f"/jobs/{job_id}/stream",
+                              timeout=httpx.Timeout(JOB_TIMEOUT, read=JOB_TIMEOUT)) as reply:
+            if reply.status_code != 200:
+                raise SystemExit(f"stream of job {job_id}: {reply.status_code} {reply.read()[:500]!r}")
+            for kind, data in sse_events(reply.iter_lines()):
+                items.append((kind, data))
+                if kind == "end":
+                    return items
+        raise SystemExit(f"the stream of job {job_id} ended without its `end` event")
+
+    def run_action(self, template_id: str, action: str) -> tuple[float, float, dict[str, Any],
+                                                                    list[tuple[str, dict[str, Any]]]]:
+        """POST the action and follow its stream: (POST time, end time, the job, the stream)."""
+        posted = time.time()
+        job = self.call("POST", f"/templates/{template_id}/{action}", 202)
+        items = self.stream(job["id"])
+        ended = time.time()
+        job = self.call("GET", f"/jobs/{job['id']}", 200)
+        if job["status"] != "successful":
+            raise SystemExit(f"{action} of {template_id}: job {job['id']} {job['status']}: {job['error']}")
+        return posted, ended, job, items

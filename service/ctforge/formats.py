@@ -72,14 +72,21 @@ STACK_ID = r"[a-z][a-z0-9_]{0,63}"  # the catalog's stack ids
 STORAGE_ID = r"[a-zA-Z][a-zA-Z0-9._-]*[a-zA-Z0-9]"  # pve-storage-id
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]{0,127}"
 _APPLIANCE = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}"
+# One line of an authorized_keys file without options: a key type sshd takes, the key's base64 and an
+# optional comment (no control character, so no second line).
+SSH_PUBLIC_KEY = (r"(?:ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com"
+                  r"|sk-ecdsa-sha2-nistp256@openssh\.com) AAAA[A-Za-z0-9+/]{16,16384}={0,2}"
+                  r"(?: [^\x00-\x1f\x7f]{1,1024})?")
 
 # Scalar variables: the whole value (an int or bool as its text) must match.
 SCALARS: dict[str, str] = {
     # One DNS label in lower case: a hostname Proxmox accepts (dns-name, max 255) and a sane record name.
     "ctforge_template_name": _DNS_LABEL,
+    "ctforge_workspace_name": _DNS_LABEL,  # the workspace CT's hostname
     "ctforge_vmid": r"[1-9][0-9]{2,8}",  # pve-vmid: 100 - 999999999
     "ctforge_parent_vmid": r"[1-9][0-9]{2,8}",
     "ctforge_smoke_vmid": r"[1-9][0-9]{2,8}",
+    "ctforge_template_vmid": r"[1-9][0-9]{2,8}",  # the ready template a workspace is cloned from
     "ctforge_node": r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?",  # pve-node
     "ctforge_storage": STORAGE_ID,
     "ctforge_template_storage": STORAGE_ID,
@@ -104,16 +111,21 @@ SCALARS: dict[str, str] = {
     "ctforge_reapply": BOOLEAN,
     # The build-time apt proxy: empty, or http(s)://host[:port][/path]; no quote or space for apt.conf.
     "ctforge_apt_proxy": rf"|https?://(?:{_HOST})(?::[0-9]{{1,5}})?(?:/[A-Za-z0-9._~%/-]*)?",
+    # The power state workspace_power.yml brings a workspace CT to.
+    "ctforge_state": r"started|stopped",
 }
 # Scalars that must be text: a number or a boolean there is refused (the others take digits as text too).
 TEXTS = ("ctforge_template_name", "ctforge_node", "ctforge_storage", "ctforge_template_storage",
          "ctforge_base_ct_template", "ctforge_description", "ctforge_ssh_private_key_file",
-         "ctforge_state_dir", "ctforge_apt_proxy", "ctforge_dev_user")
+         "ctforge_state_dir", "ctforge_apt_proxy", "ctforge_dev_user", "ctforge_workspace_name",
+         "ctforge_state")
 # List variables: each item must match; no item twice.
 LISTS: dict[str, str] = {
     "ctforge_stacks": STACK_ID,
     "ctforge_inherited_stacks": STACK_ID,
     "ctforge_ca_certificates": ABS_PATH,
+    "ctforge_template_stacks": STACK_ID,  # a workspace's template's effective stacks
+    "ctforge_ssh_public_keys": SSH_PUBLIC_KEY,  # the workspace owner's keys
 }
 # Mapping variables: each key and each value must match.
 MAPPINGS: dict[str, dict[str, str]] = {

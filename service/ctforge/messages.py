@@ -119,7 +119,7 @@ VMID_CLAIMED = "VMID {vmid} is claimed by another record: pick another, or leave
 
 # The HTTP API.
 DATABASE_BUSY = "the database did not answer in time: nothing was changed; try again in a moment"
-BODY_TOO_LARGE = "the request body is over {limit} bytes: send less (CTFORGE_MAX_BODY_BYTES sets the limit)"
+BODY_TOO_LARGE = "the request body is over {limit} bytes: send less ({setting} sets the limit)"
 ROUTE_NOT_FOUND = "no such route: the API lives under /api/v1 (see /docs)"
 METHOD_NOT_ALLOWED = "this route does not take {method}; it takes: {allowed}"
 STACK_NOT_FOUND = "no stack {stack_id!r} in the catalog; it has: {known}"
@@ -181,4 +181,76 @@ REBUILD_HAS_CHILDREN = (
 REBUILD_OLD_CT_KEPT = (
     "the template now runs on its rebuilt CT, but its old CT {vmid} could not be destroyed ({cause}); "
     "remove it by hand: ansible-playbook playbooks/destroy.yml -e ctforge_vmid={vmid}"
+)
+
+# --- workspaces (issue #14) -----------------------------------------------------------------------
+WORKSPACE_NOT_FOUND = "no workspace with id {id}"
+WORKSPACE_NOT_YOURS = "workspace {name!r} belongs to {owner}: only its owner or an admin may change it"
+WORKSPACE_NAME_TAKEN = "you have a workspace named {name!r} already: pick another name, or destroy that one"
+WORKSPACE_NEEDS_STACKS = (
+    "say what the work needs: give stacks, or project_files to read them from (or both)"
+)
+WORKSPACE_NEEDS_KEYS = (
+    "ssh_public_keys: give at least one of your OpenSSH public keys: the workspace lets you in with it"
+)
+WORKSPACE_NO_TEMPLATE = (
+    "no ready template you may use: build one first (POST /api/v1/templates/{{id}}/build), or ask an admin "
+    "for a default"
+)
+WORKSPACE_TEMPLATE_NOT_READY = (
+    "template {name!r} is {status}: a workspace is cloned from a ready template; build it first, or leave "
+    "template_id out to let ctforge pick one"
+)
+WORKSPACE_TEMPLATE_KEYLESS = (
+    "template {name!r} keeps no build key (ctforge_keep_build_key: false): ctforge cannot reach its clones "
+    "to let you in or install stacks; pick another template"
+)
+WORKSPACE_JOB_RUNNING = (
+    "workspace {name!r} has a {kind} job that is {status} ({job_id}): one job at a time on a workspace; "
+    "wait for it or cancel it (POST /api/v1/jobs/{job_id}/cancel)"
+)
+WORKSPACE_ACTION_NEEDS_STATUS = (
+    "cannot {action} workspace {name!r}: it is {status}; {action} takes a workspace that is {wanted}"
+)
+WORKSPACE_STATUS_ILLEGAL = (
+    "workspace {name!r} cannot go from {current} to {to}; from {current} it can go to: {allowed}"
+)
+WORKSPACE_RETRY_NOTHING_FAILED = "workspace {name!r} has no failed job to retry"
+TEMPLATE_HAS_WORKSPACES = (
+    "template {name!r} has workspaces ({workspaces}) made from it, which Proxmox keeps it for: destroy "
+    "them first, or destroy with force=true to destroy them with it"
+)
+TEMPLATE_WORKSPACE_BUSY = (
+    "template {name!r} cannot be destroyed now: its workspace {workspace!r} has a {kind} job that is "
+    "{status} ({job_id}); wait for it or cancel it"
+)
+
+# --- reading a project's stacks (issue #14: ctforge.detect, `ctforge stacks detect`) -------------
+# A problem is "{file}: {problem}"; each problem below names what is wrong in that file.
+DETECT_PROBLEM = "{file}: {problem}"
+DETECT_NOT_UTF8 = "not UTF-8 text: not read"
+DETECT_NOT_JSON = "not valid JSON: {error}"
+DETECT_NOT_TOML = "not valid TOML: {error}"
+DETECT_NOT_YAML = "not valid YAML: {error}"
+DETECT_NOT_INI = "not a valid setup.cfg: {error}"
+DETECT_TOO_DEEP = "nested too deeply to read"
+DETECT_YAML_KEY = "a list or a mapping is used as a mapping key"
+DETECT_NOT_OBJECT = "must be a JSON object, not {kind}"
+DETECT_NOT_MAPPING = "must be a YAML mapping, not {kind}"
+DETECT_FIELD_KIND = "{field} must be a table of names, not {kind}: not read"
+DETECT_FIELD_NOT_TEXT = "{field} must be text, not {kind}: not read"
+DETECT_TOO_LARGE = "larger than {limit} bytes: not read"
+DETECT_TOO_MANY = "more than {limit} manifest files in the checkout: this one and the rest were not read"
+DETECT_UNREADABLE = "cannot be read ({error})"
+DETECT_NOT_A_MANIFEST = "not a file ctforge reads stacks from: not read"
+# The command line.
+DETECT_PATH_MISSING = "{path} does not exist: give the directory of a project's checkout"
+DETECT_PATH_NOT_DIR = "{path} is not a directory: give the directory of a project's checkout"
+DETECT_NOTHING = "no stacks detected in {path}: none of the files ctforge reads names one"
+REBUILD_HAS_WORKSPACES = (
+    "template {name!r} cannot be rebuilt: workspaces are made from its CT ({workspaces}), which Proxmox "
+    "keeps while their linked clones use it; destroy them first"
+)
+WORKSPACE_TEMPLATE_GONE = (
+    "the workspace's template {name!r} has no CT any more: destroy this workspace and make a new one"
 )

@@ -38,7 +38,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -62,6 +62,7 @@ from ctforge.formats import (
     MAPPINGS,
     MEMORY_MIN,
     SCALARS,
+    SSH_PUBLIC_KEY,
     STACK_ID,
     TEXTS,
     VMID_MAX,
@@ -133,6 +134,21 @@ Fingerprint = Annotated[str, Field(pattern=r"\ASHA256:[A-Za-z0-9+/]{43}\Z")]
 IpAddress = Annotated[str, Field(pattern=anchored(f"{IPV4}|{IPV6}"))]
 Vmid = _formatted("ctforge_vmid", int, **_VMID)
 NodeId = _formatted("ctforge_node")
+SshPublicKey = Annotated[str, Field(pattern=anchored(SSH_PUBLIC_KEY))]
+
+
+def _known_stacks(value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    """Stack ids the catalog has: `context={"catalog": catalog}`, or the repository's catalog."""
+    if value:
+        from ctforge.catalog import CatalogError, load_catalog
+
+        catalog = (info.context or {}).get("catalog") or load_catalog()
+        for stack_id in value:
+            try:
+                catalog.get(stack_id)
+            except CatalogError as exc:
+                raise ValueError(str(exc)) from None
+    return value
 
 
 class _Request(BaseModel):
@@ -189,20 +205,7 @@ class ProvisionRequest(_BuildKey):
     ctforge_dev_user: _formatted("ctforge_dev_user") | None = None
     ctforge_reapply: Boolean | None = None
 
-    @field_validator("ctforge_stacks", "ctforge_inherited_stacks")
-    @classmethod
-    def _known_stacks(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        """Stack ids the catalog has: `context={"catalog": catalog}`, or the repository's catalog."""
-        if value:
-            from ctforge.catalog import CatalogError, load_catalog
-
-            catalog = (info.context or {}).get("catalog") or load_catalog()
-            for stack_id in value:
-                try:
-                    catalog.get(stack_id)
-                except CatalogError as exc:
-                    raise ValueError(str(exc)) from None
-        return value
+    _known = field_validator("ctforge_stacks", "ctforge_inherited_stacks")(_known_stacks)
 
     @model_validator(mode="after")
     def _one_origin(self) -> ProvisionRequest:
@@ -223,6 +226,54 @@ class FinalizeRequest(_BuildKey):
     ctforge_vmid: Vmid
     ctforge_smoke_vmid: _formatted("ctforge_smoke_vmid", int, **_VMID) | None = None  # default: next free id
     # seconds a started CT (a staging CT brought up again, the smoke clone) has for its IPv4 and SSH
+    ctforge_ssh_timeout: _formatted("ctforge_ssh_timeout", int, ge=1) = 180
+
+
+class WorkspaceRequest(_BuildKey):
+    """playbooks/workspace.yml: a workspace CT cloned from a ready template, the owner's keys set for the
+    dev user, the stacks the template lacks installed and every stack verified."""
+
+    playbook: ClassVar[str] = "workspace.yml"
+
+    ctforge_workspace_name: _formatted("ctforge_workspace_name")
+    ctforge_vmid: Vmid
+    ctforge_template_vmid: _formatted("ctforge_template_vmid", int, **_VMID)
+    ctforge_stacks: StackList = []  # every stack the work needs; only those the template lacks are installed
+    ctforge_template_stacks: StackList | None = None  # None: read from the clone's local facts
+    ctforge_ssh_public_keys: Annotated[list[SshPublicKey], AfterValidator(_unique), Field(min_length=1)]
+    ctforge_node: NodeId | None = None  # default: the template's node
+    ctforge_storage: _formatted("ctforge_storage") | None = None  # default: the template's storage
+    # default: 'ctforge workspace <name>'
+    ctforge_description: _formatted("ctforge_description", max_length=DESCRIPTION_MAX) | None = None
+    ctforge_net0: Annotated[str, BeforeValidator(_net)] = "name=eth0,bridge=vmbr0,ip=dhcp"
+    # default: the template's
+    ctforge_cores: _formatted("ctforge_cores", int, ge=1, le=CORES_MAX) | None = None
+    ctforge_memory: _formatted("ctforge_memory", int, ge=MEMORY_MIN) | None = None
+    ctforge_apt_proxy: _formatted("ctforge_apt_proxy") = ""
+    # default: the controller's /usr/local/share/ca-certificates/*.crt
+    ctforge_ca_certificates: Annotated[list[Path_], AfterValidator(_unique)] | None = None
+    # seconds the started workspace CT has to show a global IPv4 and answer over SSH
+    ctforge_ssh_timeout: _formatted("ctforge_ssh_timeout", int, ge=1) = 180
+    ctforge_dev_user: _formatted("ctforge_dev_user") | None = None  # default: the roles' (kobozo)
+
+    _known = field_validator("ctforge_stacks", "ctforge_template_stacks")(_known_stacks)
+
+    @model_validator(mode="after")
+    def _not_its_own_template(self) -> WorkspaceRequest:
+        if self.ctforge_template_vmid == self.ctforge_vmid:
+            raise ValueError("ctforge_template_vmid must differ from ctforge_vmid")
+        return self
+
+
+class WorkspacePowerRequest(_Request):
+    """playbooks/workspace_power.yml: start a workspace CT (and wait for its SSH) or shut it down."""
+
+    playbook: ClassVar[str] = "workspace_power.yml"
+
+    ctforge_vmid: Vmid
+    ctforge_state: _formatted("ctforge_state")
+    ctforge_node: NodeId | None = None  # default: the node the cluster lists the CT on
+    # seconds a started workspace CT has to show a global IPv4 and answer over SSH
     ctforge_ssh_timeout: _formatted("ctforge_ssh_timeout", int, ge=1) = 180
 
 
@@ -258,6 +309,23 @@ class FinalizeResult(_Result):
     build_key: Fingerprint | None = None
 
 
+class WorkspaceResult(_Result):
+    vmid: Vmid
+    node: NodeId
+    ip: IpAddress
+    template_stacks: list[StackId]  # what the template brought (its effective stacks)
+    installed: list[StackId]  # what this workspace got on top, in catalog order
+    stacks: list[StackId]  # the workspace's effective stacks
+    build_key: Fingerprint | None = None  # the build key root still trusts; None: removed
+
+
+class WorkspacePowerResult(_Result):
+    vmid: Vmid
+    node: NodeId
+    status: Literal["running", "stopped"]
+    ip: IpAddress | None  # the IPv4 a started workspace answers SSH on; None when stopped
+
+
 class DestroyResult(_Result):
     """destroy.yml reports nothing by set_stats (yet)."""
 
@@ -266,6 +334,8 @@ RESULTS: dict[str, type[_Result]] = {
     "provision.yml": ProvisionResult,
     "finalize.yml": FinalizeResult,
     "destroy.yml": DestroyResult,
+    "workspace.yml": WorkspaceResult,
+    "workspace_power.yml": WorkspacePowerResult,
 }
 
 
@@ -304,6 +374,8 @@ REQUESTS: dict[str, type[_Request]] = {
     "provision": ProvisionRequest,
     "finalize": FinalizeRequest,
     "destroy": DestroyRequest,
+    "workspace": WorkspaceRequest,
+    "workspace_power": WorkspacePowerRequest,
 }
 
 

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # How long one answer of /cluster/resources serves VMID allocation: 500 creates, one API call.
     proxmox_cache_seconds: float = Field(2.0, ge=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # The bodies that carry a project's manifest files (POST /workspaces and /workspaces/plan): a
+    # lock file alone is often a few hundred KiB.
+    max_project_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     proxmox: ProxmoxSettings = Field(default_factory=ProxmoxSettings)
     # The control inventory of every run (the Proxmox endpoint comes from PROXMOX_* there); each job
     # adds an inventory of its own with the staging CT.

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from ctforge.api import errors
 from ctforge.api.deps import Service
-from ctforge.api.middleware import AccessLog, BodyLimit
+from ctforge.api.middleware import AccessLog, BodyLimit, Cap
 from ctforge.api.routes import ROUTERS
 from ctforge.catalog import load_catalog
 from ctforge.db import Database
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     for module in ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX)
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    project = Cap(settings.max_project_bytes, "CTFORGE_MAX_PROJECT_BYTES")
+    app.add_middleware(BodyLimit, cap=Cap(settings.max_body_bytes, "CTFORGE_MAX_BODY_BYTES"),
+                       larger={f"{API_PREFIX}/workspaces": project, f"{API_PREFIX}/workspaces/plan": project})
     app.add_middleware(AccessLog)
     return app

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ctforge.formats import MAPPINGS, SCALARS, STACK_ID, STORAGE_ID, VMID_MAX, VMID_MIN
+from ctforge.formats import MAPPINGS, SCALARS, SSH_PUBLIC_KEY, STACK_ID, STORAGE_ID, VMID_MAX, VMID_MIN
 from ctforge.records.users import USER_NAME
 
 Status = Literal["pending", "provisioning", "staging", "ready", "error", "destroyed"]
@@ -188,6 +188,8 @@ class VmidClaimPublic(BaseModel):
     kind: str
     template_id: uuid.UUID | None
     template_name: str | None
+    workspace_id: uuid.UUID | None = None
+    workspace_name: str | None = None
     owner: str | None
     on_cluster: bool | None = Field(description="Whether Proxmox lists the VMID; null: Proxmox not asked.")
     claimed_at: datetime
@@ -308,7 +310,7 @@ class WebhookDeliveriesPublic(BaseModel):
 
 
 # --- jobs -------------------------------------------------------------------------------------------
-JobKind = Literal["provision", "finalize", "build", "retry", "rebuild", "destroy"]
+JobKind = Literal["provision", "finalize", "build", "retry", "rebuild", "destroy", "create", "start", "stop"]
 JobStatus = Literal["queued", "running", "successful", "failed", "canceled", "timeout"]
 
 
@@ -316,7 +318,9 @@ class JobPublic(BaseModel):
     id: uuid.UUID
     kind: JobKind
     template_id: uuid.UUID | None
-    template_name: str
+    template_name: str = Field(description="The template acted on, or the one a workspace comes from.")
+    workspace_id: uuid.UUID | None = Field(description="Set on a workspace's job (create, start, stop, ...).")
+    workspace_name: str | None
     status: JobStatus
     started_by: str
     steps: list[str] = Field(description="The playbooks the job runs, in order.")
@@ -353,3 +357,74 @@ class JobEventsPublic(BaseModel):
     data: list[JobEventPublic]
     next: int = Field(description="The `after` that continues the listing (the last seq given).")
     done: bool = Field(description="Whether the job has ended and every event of it was listed.")
+
+
+# --- workspaces -------------------------------------------------------------------------------------
+
+WorkspaceStatus = Literal["pending", "provisioning", "running", "stopped", "error"]
+WorkspaceName = Annotated[str, Field(pattern=whole(SCALARS["ctforge_workspace_name"]), max_length=63,
+                                     description="The workspace CT's hostname: one DNS label in lower case.")]
+SshPublicKey = Annotated[str, Field(pattern=whole(SSH_PUBLIC_KEY), max_length=17000)]
+ProjectPath = Annotated[str, Field(pattern=whole(r"[A-Za-z0-9._@+-]+(?:/[A-Za-z0-9._@+-]+)*"),
+                                   max_length=512)]
+MAX_PROJECT_FILES = 64
+MAX_KEYS = 32
+
+
+class WorkspaceCreate(_Body):
+    name: WorkspaceName
+    stacks: StackList = Field(default_factory=list, description="The stacks the work needs.")
+    project_files: Annotated[dict[ProjectPath, Annotated[str, Field(max_length=1_000_000)]],
+                             Field(max_length=MAX_PROJECT_FILES)] = Field(
+        default_factory=dict,
+        description="A project's manifest files (path in the checkout → text: package.json, pyproject.toml, "
+                    "docker-compose.yml, .nvmrc, ...), read as `ctforge stacks detect` reads a checkout; "
+                    "the stacks found are added to `stacks`.")
+    ssh_public_keys: Annotated[list[SshPublicKey], Field(min_length=1, max_length=MAX_KEYS),
+                               AfterValidator(_no_repeats)] = Field(
+        description="Your OpenSSH public keys: the workspace lets you in as the dev user with them.")
+    template_id: uuid.UUID | None = Field(
+        None, description="The ready template to clone; default: the one that covers the most of the stacks.")
+
+
+class WorkspacePublic(BaseModel):
+    id: uuid.UUID
+    owner: str
+    name: str
+    template_id: uuid.UUID
+    template_name: str
+    status: WorkspaceStatus
+    vmid: int | None
+    node: str | None
+    ip: str | None
+    requested_stacks: list[str] = Field(description="What the work needs, with what it requires.")
+    template_stacks: list[str] = Field(description="The stacks the workspace got from its template.")
+    installed_stacks: list[str] = Field(description="The stacks installed on top of the template's.")
+    ssh_public_keys: list[str]
+    detected: dict[str, Any] = Field(description="What project_files gave away: stacks, evidence, unknown.")
+    error_message: str | None
+    running_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkspacesPublic(BaseModel):
+    data: list[WorkspacePublic]
+    count: int
+
+
+class WorkspaceCreated(BaseModel):
+    workspace: WorkspacePublic
+    job: JobPublic
+
+
+class WorkspacePlan(BaseModel):
+    """Which template a workspace for these stacks would come from, and what it would install."""
+
+    template_id: uuid.UUID
+    template_name: str
+    wanted: list[str]
+    covered: list[str]
+    install: list[str]
+    extra: list[str] = Field(description="Stacks the template carries that the request did not ask for.")
+    detected: dict[str, Any]

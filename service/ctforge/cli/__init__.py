@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from ctforge import messages
 from ctforge.catalog import DEFAULT_CATALOG_DIR, DEFAULT_ROLES_DIR, Catalog, CatalogError, load_catalog
 from ctforge.cli.common import EXIT_ERROR, fail
 from ctforge.cli.service import register as register_service_commands
+from ctforge.detect import Detection, detect_stacks, read_project
 from ctforge.rolespecs import RoleSpecError, check_role, role_dirs
 
 app = typer.Typer(
@@ -156,3 +158,61 @@ def check(catalog_dir: CatalogDir = DEFAULT_CATALOG_DIR, roles_dir: RolesDir = D
         typer.echo(messages.CLI_ERROR.format(message=problem), err=True)
     if problems:
         raise typer.Exit(EXIT_ERROR)
+
+
+@stacks_app.command("detect")
+def detect(
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="The top directory of a project's checkout.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {stacks, unknown, problems} as JSON, for scripts.")
+    ] = False,
+    catalog_dir: CatalogDir = DEFAULT_CATALOG_DIR,
+) -> None:
+    """Name the stacks a checkout needs, from its own files, each with the file that gave it away.
+
+    Signals of stacks the catalog lacks are listed as unknown; files that cannot be read are listed
+    as problems, and the others are read all the same.
+    """
+    if not path.exists():
+        raise fail(messages.DETECT_PATH_MISSING.format(path=path))
+    if not path.is_dir():
+        raise fail(messages.DETECT_PATH_NOT_DIR.format(path=path))
+    with catalog_errors():
+        catalog = load_catalog(catalog_dir)
+    checkout = read_project(path)
+    detection = detect_stacks(checkout.files, catalog, checkout.problems)
+    if as_json:
+        typer.echo(json.dumps(detection.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        _print_detection(detection, path)
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _print_detection(detection: Detection, path: Path) -> None:
+    """Stacks with their evidence, then unknown signals, then problems; each a heading and a table
+    (a table's own title would wrap at the table's width)."""
+    console = Console(highlight=False)
+    if not detection.stacks:
+        console.print(escape(messages.DETECT_NOTHING.format(path=path)))
+    else:
+        console.print(_counted(len(detection.stacks), "stack") + ", in install order:")
+        stacks = Table("id", "evidence")
+        for stack in detection.stacks:
+            lines = [str(e) for e in stack.evidence] or [f"required by {_join(stack.required_by)}"]
+            stacks.add_row(escape(stack.id), escape("\n".join(lines)))
+        console.print(stacks)
+    if detection.unknown:
+        console.print(_counted(len(detection.unknown), "signal") + " of what the catalog has no stack for:")
+        unknown = Table("name", "signal")
+        for signal in detection.unknown:
+            unknown.add_row(escape(signal.name), escape(str(signal)))
+        console.print(unknown)
+    if detection.problems:
+        console.print(_counted(len(detection.problems), "file problem") + ":")
+        problems = Table("file", "problem")
+        for problem in detection.problems:
+            problems.add_row(escape(problem.file), escape(problem.problem))
+        console.print(problems)

@@ -27,10 +27,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 STATUSES = ("pending", "provisioning", "staging", "ready", "error", "destroyed")
 # smoke: the throwaway clone of a finalize, held by its job for the length of the run
 CLAIM_KINDS = ("template", "workspace", "smoke")
-JOB_KINDS = ("provision", "finalize", "build", "retry", "rebuild", "destroy")
+# create, start, stop: a workspace's (destroy and retry serve both)
+JOB_KINDS = ("provision", "finalize", "build", "retry", "rebuild", "destroy", "create", "start", "stop")
 JOB_STATUSES = ("queued", "running", "successful", "failed", "canceled", "timeout")
 JOB_DONE = frozenset({"successful", "failed", "canceled", "timeout"})
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
+WORKSPACE_STATUSES = ("pending", "provisioning", "running", "stopped", "error")
 
 # Constraint names that Alembic can address on SQLite and PostgreSQL alike.
 NAMING = {
@@ -146,8 +148,43 @@ class VmidClaim(Base):
     kind: Mapped[str] = mapped_column(String(16))
     template_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("templates.id", ondelete="CASCADE"), unique=True)
+    workspace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), unique=True)
     job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Workspace(Base):
+    """A container a developer works in: a clone of a ready template, plus the stacks it lacked."""
+
+    __tablename__ = "workspaces"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name"),
+        CheckConstraint(_in("status", WORKSPACE_STATUSES), name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    # a template with workspaces keeps its record: its CT is what their linked clones stand on
+    template_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("templates.id", ondelete="RESTRICT"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    vmid: Mapped[int | None] = mapped_column(Integer, unique=True)
+    node: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    requested_stacks: Mapped[list[str]] = mapped_column(default=list)  # asked for, and detected
+    template_stacks: Mapped[list[str]] = mapped_column(default=list)  # the template's effective stacks
+    installed_stacks: Mapped[list[str]] = mapped_column(default=list)  # installed on top of them
+    ssh_public_keys: Mapped[list[str]] = mapped_column(default=list)  # the owner's, for the dev user
+    detected: Mapped[dict[str, Any]] = mapped_column(default=dict)  # from project files: evidence, unknown
+    error_message: Mapped[str | None] = mapped_column(Text)
+    running_at: Mapped[datetime | None]  # when it last became running
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+    template: Mapped[Template] = relationship(lazy="joined", innerjoin=True)
 
 
 class Worker(Base):
@@ -163,7 +200,8 @@ class Worker(Base):
 
 
 class Job(Base):
-    """One lifecycle action on a template: the playbooks it runs, who asked, and how it ended."""
+    """One lifecycle action on a template or a workspace: the playbooks it runs, who asked, and how
+    it ended. A workspace's job names the workspace and the template it comes from."""
 
     __tablename__ = "jobs"
     __table_args__ = (
@@ -176,6 +214,9 @@ class Job(Base):
     template_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("templates.id", ondelete="SET NULL"), index=True)
     template_name: Mapped[str] = mapped_column(String(64))  # kept when the record is deleted
+    workspace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="SET NULL"), index=True)
+    workspace_name: Mapped[str | None] = mapped_column(String(64))  # kept when the workspace goes
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     started_by: Mapped[str] = mapped_column(String(64))

@@ -184,7 +184,7 @@ class JobPool:
                     continue
                 if job_records.finish(session, job, "failed", failed_step=job.playbook,
                                       error=messages.JOB_SERVICE_RESTARTED):
-                    job_records.fail_template(session, job, messages.JOB_SERVICE_RESTARTED)
+                    job_records.fail_record(session, job, messages.JOB_SERVICE_RESTARTED)
                     reaped.append(job.id)
             job_records.forget_workers(session, dead)
         for job_id in reaped:

@@ -16,18 +16,21 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                      "reserve a vmid for the smoke-test clone", "start the smoke-test clone",
                      "report the failed smoke test")),  # the rescue of a clone that did not come up
     ("smoke test", ("smoke test", "check the clone", "keeps no key")),
-    ("clone", ("as a clone of its parent",)),
+    ("clone", ("as a clone of its parent", "as a clone of its template")),
     ("create", ("created from the appliance",)),
     ("configure", ("hostname, resources and network",)),
-    ("start", ("staging ct is running", "restart the staging ct")),
+    ("start", ("staging ct is running", "restart the staging ct", "workspace ct is running")),
     ("ssh", ("ip and ssh", "never answered", "wait for the restarted")),
-    ("install", ("install",)),
+    # a workspace's: the owner's keys for the dev user; the build key refused, or removed at the end
+    ("keys", ("owner's ssh keys", "lets ctforge in with the build key", "no longer trusts the build key")),
+    ("verify", ("passes its verify",)),  # a workspace's stacks (a template's are its smoke test)
+    ("install", ("install", "apt proxy is not left")),
     ("prepare", ("prepare", "shed", "identity and stacks", "marked as prepared", "mark the staging ct")),
-    ("stop", ("stopped cleanly",)),
+    ("stop", ("stopped cleanly", "workspace ct is shut down")),
     ("convert", ("converted to a template", "wait for the conversion", "prepared nor the staging mark",
                  "convert the ct")),
     ("validate", ("validate", "request", "credentials", "locate the ct", "ensure the ct exists",
-                  "build key", "parent", "appliance", "storage", "vmid")),
+                  "build key", "parent", "appliance", "storage", "vmid", "is a workspace, not a template")),
     ("destroy", ("destroy", "shut down", "deleted")),
 )
 

@@ -23,13 +23,15 @@ from sqlalchemy import update
 
 from ctforge import messages
 from ctforge.catalog import REPO_ROOT
-from ctforge.db.models import Job, Template, utcnow
+from ctforge.db.models import Job, Template, Workspace, utcnow
 from ctforge.jobs.inventory import write_inventory
 from ctforge.jobs.runner import RunOutcome, run_playbook
 from ctforge.jobs.steps import cause_of, step_of
+from ctforge.jobs.workspace_steps import apply_workspace_result, workspace_request
 from ctforge.records import jobs as job_records
 from ctforge.records import templates as template_records
 from ctforge.records import vmids
+from ctforge.records import workspaces as workspace_records
 from ctforge.records.errors import RecordError, Unavailable
 from ctforge.requests import (
     DestroyRequest,
@@ -46,6 +48,10 @@ EVENT_BATCH = 100
 EVENT_BATCH_SECONDS = 0.25
 # What of an event's data is kept in the table (the full events stay in the artifacts).
 _KEPT = ("play", "task", "task_action", "task_path", "host", "duration", "included_file", "playbook")
+
+
+class _Ended(Exception):
+    """The job has been ended (failed, canceled, timed out) by the step that raises this."""
 
 
 class JobFailure(Exception):
@@ -105,6 +111,16 @@ class EventRecorder:
         return chain
 
 
+def reachable_at(event: dict[str, Any]) -> str | None:
+    """The address playbooks/workspace.yml reports (fact workspace_login_address) once the owner
+    can log in, before it installs anything; None for every other event."""
+    if event.get("event") != "runner_on_ok":
+        return None
+    facts = ((event.get("event_data") or {}).get("res") or {}).get("ansible_facts") or {}
+    address = facts.get("workspace_login_address")
+    return str(address) if address else None
+
+
 def _file_of(task_path: Any) -> str:
     return str(task_path or "").rsplit(":", 1)[0]
 
@@ -117,6 +133,7 @@ class JobWork:
         self.job_id, self.worker_id, self.stopping = job.id, worker_id, stopping
         self.steps = list(job.steps)
         self.rebuild = job.kind == "rebuild"
+        self.workspace_id = job.workspace_id if job.workspace_name is not None else None
         self._rebuilt: FinalizeResult | None = None
         self.started_by = job.started_by
         self.dir = self.settings.jobs_dir / str(job.id)
@@ -140,6 +157,9 @@ class JobWork:
                 if playbook == "replace":
                     self._replace()
                     continue
+                if playbook == "workspaces":
+                    self._destroy_workspaces()
+                    continue
                 request, address, vmid = self._prepare(playbook)
                 if request is None:
                     continue
@@ -149,6 +169,8 @@ class JobWork:
                     return
                 self._apply(playbook, outcome.stats or {})
             self._succeeded(outcome)
+        except _Ended:
+            return
         except JobFailure as failure:
             self._end("failed", failure.step, messages.JOB_STEP_FAILED.format(step=failure.step,
                                                                              cause=failure.cause), rc=None)
@@ -169,18 +191,25 @@ class JobWork:
         self.runs += 1
         self.recorder.playbook = playbook
         with self.service.db.reading() as session:
-            template = session.get(Template, self._template_id(session))
-            staging_vmid = template.vmid if template is not None else None
+            record = self._record(session)
+            staging_vmid = record.vmid if record is not None else None
         inventory = write_inventory(self.dir, self.job_id, vmid or staging_vmid, address,
                                     self.settings.state_dir / "build_key")
         outcome = run_playbook(
-            self.dir, f"{self.runs:02d}-{playbook}", f"{playbook}.yml", request,
+            self.dir, f"{self.runs:02d}-{playbook}", request.playbook, request,
             inventories=[self.settings.inventory, inventory], env=run_env(self.settings),
             secrets=run_secrets(self.settings),
-            on_event=self.recorder, should_cancel=self._should_cancel,
+            on_event=self._on_event, should_cancel=self._should_cancel,
             timeout=self.settings.job_timeout_seconds)
         self.recorder.flush()
         return outcome
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        self.recorder(event)
+        address = reachable_at(event) if self.workspace_id is not None else None
+        if address:
+            with self.service.db.writing() as session:
+                workspace_records.note_address(session, self.workspace_id, address)
 
     def _should_cancel(self) -> bool:
         if self.stopping.is_set():
@@ -201,12 +230,33 @@ class JobWork:
             raise JobFailure(self.step, "the template record was deleted while the job ran")
         return job.template_id
 
+    def _workspace(self, session: Any) -> Workspace:
+        workspace = session.get(Workspace, self.workspace_id, populate_existing=True)
+        if workspace is None:
+            raise JobFailure(self.step, "the workspace record was deleted while the job ran")
+        return workspace
+
+    def _record(self, session: Any) -> Template | Workspace:
+        if self.workspace_id is not None:
+            return self._workspace(session)
+        return session.get(Template, self._template_id(session))
+
     # -- requests from the record ------------------------------------------------------------------
     def _prepare(self, playbook: str) -> tuple[Any, str | None, int | None]:
         """(the request, the staging CT's address for the inventory, the CT's VMID)."""
         catalog, settings, proxmox = self.service.catalog, self.settings, self.service.proxmox
         try:
             with self.service.db.writing() as session:
+                if self.workspace_id is not None:
+                    workspace = self._workspace(session)
+                    if playbook == "workspace" and workspace.status == "pending":  # its job runs now
+                        workspace_records.move_status(session, workspace, "provisioning")
+                    request = workspace_request(self.service, session, workspace, playbook)
+                    if request is None:
+                        return None, None, None
+                    address = (proxmox.ct_ipv4(workspace.node or settings.proxmox.node, workspace.vmid)
+                               if playbook == "stop" and workspace.vmid else None)
+                    return request, address, workspace.vmid
                 template = session.get(Template, self._template_id(session))
                 # a rebuild makes its CT at the VMID the job holds; the record keeps the old one
                 vmid = job_records.rebuild_target(session, self.job_id) if self.rebuild else template.vmid
@@ -259,6 +309,9 @@ class JobWork:
     # -- results into the record -------------------------------------------------------------------
     def _apply(self, playbook: str, stats: dict[str, Any]) -> None:
         with self.service.db.writing() as session:
+            if self.workspace_id is not None:
+                apply_workspace_result(self.service, session, self._workspace(session), playbook, stats)
+                return
             template = session.get(Template, self._template_id(session), populate_existing=True)
             if self.rebuild:  # the record stays ready on its old CT until _replace
                 if playbook == "finalize":
@@ -307,6 +360,24 @@ class JobWork:
                 _, cause = self._failed_step(outcome)
                 raise JobFailure("destroy", messages.REBUILD_OLD_CT_KEPT.format(vmid=old, cause=cause))
 
+    def _destroy_workspaces(self) -> None:
+        """A forced destroy of a template takes its workspaces first: Proxmox keeps a template
+        while linked clones use it."""
+        with self.service.db.reading() as session:
+            made = [(w.id, w.name, w.vmid) for w in workspace_records.of_template(session,
+                                                                                  self._template_id(session))]
+        for workspace_id, name, vmid in made:
+            if vmid is not None:
+                outcome = self._run("destroy", DestroyRequest(ctforge_vmid=vmid), None, vmid=vmid)
+                if outcome.status != "successful":
+                    self._failed(outcome)
+                    raise _Ended from None
+            with self.service.db.writing() as session:
+                workspace = session.get(Workspace, workspace_id)
+                if workspace is not None:
+                    workspace_records.forget(session, workspace)
+            log.info("job %s: workspace %s (CT %s) destroyed with its template", self.job_id, name, vmid)
+
     # -- endings -----------------------------------------------------------------------------------
     def _succeeded(self, outcome: RunOutcome | None) -> None:
         with self.service.db.writing() as session:
@@ -353,7 +424,7 @@ class JobWork:
         with self.service.db.writing() as session:
             job = session.get(Job, self.job_id)
             job_records.finish(session, job, status, rc=rc, failed_step=step, error=error)
-            job_records.fail_template(session, job, error)
+            job_records.fail_record(session, job, error)
         self._tell()
 
     def _run_cleanup(self, vmid: int) -> RunOutcome:

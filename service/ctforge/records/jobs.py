@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from ctforge import messages, notify
 from ctforge.catalog import Catalog
-from ctforge.db.models import JOB_DONE, Job, JobEvent, Template, User, VmidClaim, Worker, utcnow
+from ctforge.db.models import JOB_DONE, Job, JobEvent, Template, User, VmidClaim, Worker, Workspace, utcnow
 from ctforge.records import templates as template_records
 from ctforge.records import vmids
+from ctforge.records import workspaces as workspace_records
 from ctforge.records.errors import Conflict, NotFound
 from ctforge.settings import Settings
 
@@ -48,12 +49,15 @@ ACTIONS: dict[str, Action] = {
 
 
 def active_job(session: Session, template_id: uuid.UUID) -> Job | None:
-    return session.scalars(select(Job).where(Job.template_id == template_id, Job.status.in_(ACTIVE))
+    """The template's own job that is queued or running (a workspace's job names its template too)."""
+    return session.scalars(select(Job).where(Job.template_id == template_id, Job.workspace_name.is_(None),
+                                             Job.status.in_(ACTIVE))
                            .order_by(Job.created_at).limit(1)).first()
 
 
 def last_failed_job(session: Session, template_id: uuid.UUID) -> Job | None:
-    last = session.scalars(select(Job).where(Job.template_id == template_id, Job.status.in_(JOB_DONE))
+    last = session.scalars(select(Job).where(Job.template_id == template_id, Job.workspace_name.is_(None),
+                                             Job.status.in_(JOB_DONE))
                            .order_by(Job.created_at.desc(), Job.id).limit(1)).first()
     return last if last is not None and last.status != "successful" else None
 
@@ -66,20 +70,31 @@ def get_job(session: Session, job_id: uuid.UUID, user: User | None) -> Job:
 
 
 def can_see(session: Session, user: User | None, job: Job) -> bool:
+    """Who started it, an admin, and: for a template's job whoever sees the template, for a
+    workspace's job its owner (it is about their workspace, not the template's)."""
     if user is not None and (user.is_admin or job.started_by_id == user.id):
         return True
+    if job.workspace_name is not None:
+        workspace = session.get(Workspace, job.workspace_id) if job.workspace_id else None
+        return workspace is not None and workspace_records.can_see(user, workspace)
     template = session.get(Template, job.template_id) if job.template_id else None
     return template is not None and template_records.can_see(user, template)
 
 
 def list_jobs(session: Session, user: User | None, *, template_id: uuid.UUID | None = None,
-              status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[int, Sequence[Job]]:
-    query = select(Job).outerjoin(Template, Template.id == Job.template_id)
+              workspace_id: uuid.UUID | None = None, status: str | None = None, limit: int = 50,
+              offset: int = 0) -> tuple[int, Sequence[Job]]:
+    query = (select(Job).outerjoin(Template, Template.id == Job.template_id)
+             .outerjoin(Workspace, Workspace.id == Job.workspace_id))
     if user is None or not user.is_admin:
         mine = Job.started_by_id == user.id if user is not None else False
-        query = query.where(template_records.visible_to(user) | mine)
+        templates_job = Job.workspace_name.is_(None) & template_records.visible_to(user)
+        workspaces_job = Job.workspace_name.is_not(None) & workspace_records.visible_to(user)
+        query = query.where(templates_job | workspaces_job | mine)
     if template_id is not None:
         query = query.where(Job.template_id == template_id)
+    if workspace_id is not None:
+        query = query.where(Job.workspace_id == workspace_id)
     if status is not None:
         query = query.where(Job.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -88,7 +103,7 @@ def list_jobs(session: Session, user: User | None, *, template_id: uuid.UUID | N
 
 
 def start_action(session: Session, catalog: Catalog, settings: Settings, user: User, template: Template,
-                 action: str, *, in_use: Iterable[int] = ()) -> Job:
+                 action: str, *, in_use: Iterable[int] = (), force: bool = False) -> Job:
     """Queue `action` on `template` (locked by the caller), or refuse it with what to do instead."""
     template_records.check_may_change(user, template)
     rule = ACTIONS[action]
@@ -121,6 +136,13 @@ def start_action(session: Session, catalog: Catalog, settings: Settings, user: U
         if built_on:
             text = messages.DESTROY_HAS_CHILDREN if action == "destroy" else messages.REBUILD_HAS_CHILDREN
             raise Conflict(text.format(name=template.name, children=", ".join(built_on)))
+        # workspaces are linked clones of the CT: they go with it (destroy with force), or it stays
+        made = workspace_records.of_template(session, template.id)
+        if made and action == "rebuild":
+            raise Conflict(messages.REBUILD_HAS_WORKSPACES.format(
+                name=template.name, workspaces=", ".join(repr(w.name) for w in made)))
+        if workspace_records.check_template_may_go(session, template, force=force):
+            steps = ["workspaces", *steps]
     if "provision" in steps and template.vmid is None:  # destroyed: it gets a VMID again
         vmid = vmids.claim(session, "template", settings.template_vmids, template_id=template.id,
                            in_use=in_use)
@@ -177,7 +199,9 @@ def events(session: Session, job_id: uuid.UUID, *, after: int = 0, limit: int = 
 def job_payload(job: Job) -> dict[str, Any]:
     return {"id": str(job.id), "kind": job.kind,
             "template_id": str(job.template_id) if job.template_id else None,
-            "template_name": job.template_name, "status": job.status, "started_by": job.started_by,
+            "template_name": job.template_name,
+            "workspace_id": str(job.workspace_id) if job.workspace_id else None,
+            "workspace_name": job.workspace_name, "status": job.status, "started_by": job.started_by,
             "rc": job.rc, "failed_step": job.failed_step, "error": job.error,
             "created_at": job.created_at.isoformat() if job.created_at else None,
             "started_at": job.started_at.isoformat() if job.started_at else None,
@@ -292,6 +316,14 @@ def cancel_queued(session: Session, job: Job, user: User) -> None:
     """A job no worker took yet ends here: canceled, and its template in error as after a run."""
     error = messages.JOB_CANCELED_BY.format(user=user.name)
     if finish(session, job, "canceled", error=error, only_if_queued=True):
+        fail_record(session, job, error)
+
+
+def fail_record(session: Session, job: Job, error: str) -> None:
+    """The record the job worked on goes to error: its workspace, or its template."""
+    if job.workspace_name is not None:
+        workspace_records.fail(session, job, error)
+    else:
         fail_template(session, job, error)
 
 

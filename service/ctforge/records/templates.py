@@ -285,6 +285,12 @@ def delete_template(session: Session, user: User, template: Template, *,
     if template.vmid is not None and template.vmid in set(on_cluster):
         raise Conflict(messages.DELETE_CT_EXISTS.format(name=template.name, vmid=template.vmid,
                                                          id=template.id))
+    from ctforge.records.workspaces import of_template  # workspaces import this module
+
+    made = of_template(session, template.id)
+    if made:
+        raise Conflict(messages.TEMPLATE_HAS_WORKSPACES.format(
+            name=template.name, workspaces=", ".join(repr(w.name) for w in made)))
     dependants = children(session, template)
     if dependants:
         names = ", ".join(repr(c.name) for c in dependants)

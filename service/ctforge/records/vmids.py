@@ -50,7 +50,8 @@ def _may_try(session: Session, vmid: int) -> bool:
 
 
 def claim(session: Session, kind: str, vmids: VmidRange, *, template_id: uuid.UUID | None,
-          in_use: Iterable[int] = (), job_id: uuid.UUID | None = None) -> int:
+          in_use: Iterable[int] = (), job_id: uuid.UUID | None = None,
+          workspace_id: uuid.UUID | None = None) -> int:
     """Claim the lowest free id of `vmids` for a record; Conflict when the range has none left."""
     in_use = set(in_use)
     lowest = vmids.first
@@ -61,7 +62,8 @@ def claim(session: Session, kind: str, vmids: VmidRange, *, template_id: uuid.UU
                 continue  # an open transaction is claiming it right now: waiting on it would queue us
             try:
                 with session.begin_nested():
-                    session.add(VmidClaim(vmid=vmid, kind=kind, template_id=template_id, job_id=job_id))
+                    session.add(VmidClaim(vmid=vmid, kind=kind, template_id=template_id, job_id=job_id,
+                                          workspace_id=workspace_id))
             except IntegrityError:
                 # A concurrent request claimed it since we read the claims: read them again (on
                 # PostgreSQL each statement sees what others committed) and go on from the next id.

@@ -16,9 +16,10 @@ from ctforge.api.schemas import (
     VmidRangePublic,
     VmidsPublic,
 )
-from ctforge.db.models import Template, VmidClaim
+from ctforge.db.models import Template, VmidClaim, Workspace
 from ctforge.records.errors import Unavailable
 from ctforge.records.templates import can_see
+from ctforge.records.workspaces import can_see as can_see_workspace
 from ctforge.settings import KINDS
 
 router = APIRouter(prefix="/vmids", tags=["vmids"])
@@ -45,12 +46,18 @@ def list_vmids(session: ReadSession, user: CurrentUser, service: ServiceDep,
     rows = session.execute(
         select(VmidClaim, Template).outerjoin(Template, VmidClaim.template_id == Template.id)
         .order_by(VmidClaim.vmid).limit(limit).offset(offset)).all()
+    workspace_ids = [c.workspace_id for c, _ in rows if c.workspace_id is not None]
+    workspaces = {w.id: w for w in session.scalars(
+        select(Workspace).where(Workspace.id.in_(workspace_ids))).unique()} if workspace_ids else {}
     claimed = set(session.scalars(select(VmidClaim.vmid).where(VmidClaim.vmid.in_(on_cluster)))) \
         if on_cluster else set()
 
     def shown(template: Template | None) -> Template | None:
         """Another user's private template is a claim without a name here."""
         return template if template is not None and can_see(user, template) else None
+
+    def mine(workspace: Workspace | None) -> Workspace | None:
+        return workspace if workspace is not None and can_see_workspace(user, workspace) else None
 
     def in_range(vmid: int) -> str | None:
         return next((kind for kind, r in ranges.items() if vmid in r), None)
@@ -60,9 +67,12 @@ def list_vmids(session: ReadSession, user: CurrentUser, service: ServiceDep,
                                 claimed=counts.get(kind, 0)) for kind, r in ranges.items()],
         data=[VmidClaimPublic(vmid=c.vmid, kind=c.kind, template_id=c.template_id,
                               template_name=shown(t).name if shown(t) else None,
-                              owner=shown(t).owner.name if shown(t) else None,
+                              workspace_id=mine(w).id if mine(w) else None,
+                              workspace_name=mine(w).name if mine(w) else None,
+                              owner=(shown(t).owner.name if shown(t) else mine(w).owner.name if mine(w)
+                                     else None),
                               on_cluster=(c.vmid in on_cluster) if asked else None, claimed_at=c.created_at)
-              for c, t in rows],
+              for c, t in rows for w in [workspaces.get(c.workspace_id)]],
         count=total,
         proxmox=ProxmoxPublic(
             configured=service.proxmox.configured, reachable=asked if service.proxmox.configured else None,
