@@ -28,20 +28,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ctforge_procs import API, REPO, Api, Services, ctforge, service_env, tail
+from ctforge_procs import API, REPO, Api, Services, bench_dir, ctforge, save_figures, service_env, tail
 
 from ctforge.requests import FinalizeRequest, ProvisionRequest, extravars_yaml
 
@@ -391,20 +388,11 @@ def main() -> None:
     args.stacks = [s for s in args.stacks.split(",") if s]
     if not 1 <= args.rounds <= 50:
         raise SystemExit("--rounds: 1 to 50")
-    work = Path(tempfile.mkdtemp(prefix="ctforge-bench-jobs-"))
-    os.chmod(work, 0o755)
-    try:
+    with bench_dir("ctforge-bench-jobs-", args.keep) as work:
         figures = {} if args.profile_only else bench(args, work)
         if args.profile or args.profile_only:
             figures["profile"] = profile(work, args.profile_repeats, args.profile_tasks)
-    finally:
-        if args.keep:
-            print(f"state dir kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures saved to {args.json}")
+    save_figures(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -28,19 +28,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ctforge_procs import Api, Services, ctforge, service_env
+from ctforge_procs import Api, Services, bench_dir, ctforge, save_figures, service_env
 
 APPLIANCE = "debian-12-standard"
 USER = "alice"
@@ -294,18 +291,9 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.rounds <= 50:
         raise SystemExit("--rounds: 1 to 50")
-    work = Path(tempfile.mkdtemp(prefix="ctforge-bench-workspaces-"))
-    os.chmod(work, 0o755)
-    try:
+    with bench_dir("ctforge-bench-workspaces-", args.keep) as work:
         figures = bench(args, work)
-    finally:
-        if args.keep:
-            print(f"state dir kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures saved to {args.json}")
+    save_figures(args.json, figures)
 
 
 if __name__ == "__main__":

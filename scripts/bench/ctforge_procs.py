@@ -4,10 +4,15 @@ processes on free loopback ports, each waited for on /api/v1/health and stopped 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +156,23 @@ class Api:
         if job["status"] != "successful":
             raise SystemExit(f"{action} of {template_id}: job {job['id']} {job['status']}: {job['error']}")
         return posted, ended, job, items
+
+
+@contextlib.contextmanager
+def bench_dir(prefix: str, keep: bool) -> Iterator[Path]:
+    """A state dir of the bench's own (readable by the CTs' services), removed at the end unless `keep`."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)
+    try:
+        yield work
+    finally:
+        if keep:
+            print(f"state dir kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def save_figures(path: Path | None, figures: Any) -> None:
+    if path:
+        path.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures saved to {path}")

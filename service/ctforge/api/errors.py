@@ -75,10 +75,7 @@ def _methods_of(request: Request) -> list[str]:
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     headers = getattr(exc, "headers", None)
-    if exc.status_code == 413 and detail == "Request Entity Too Large":  # not ours (BodyTooLarge)
-        detail = messages.BODY_TOO_LARGE.format(limit=request.app.state.service.settings.max_body_bytes,
-                                                setting="CTFORGE_MAX_BODY_BYTES")
-    elif exc.status_code == 404 and detail == "Not Found":  # the router's: no route has this path
+    if exc.status_code == 404 and detail == "Not Found":  # the router's: no route has this path
         detail = messages.ROUTE_NOT_FOUND
     elif exc.status_code == 405:
         allowed = ", ".join(_methods_of(request))
