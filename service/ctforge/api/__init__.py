@@ -4,7 +4,7 @@
     uvicorn.run(app, host=..., port=...)
 
 Routes live under /api/v1 and are documented by the OpenAPI schema at /api/v1/openapi.json (and
-the pages /docs and /redoc).
+the pages /docs and /redoc); the web page (ctforge.web) is at /.
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     errors.install(app)
     for module in ROUTERS:
         app.include_router(module.router, prefix=API_PREFIX)
+    from ctforge.web import install as install_web  # the web page's routes call the API's
+
+    install_web(app)  # at /, outside the OpenAPI schema
 
     project = Cap(settings.max_project_bytes, "CTFORGE_MAX_PROJECT_BYTES")
     app.add_middleware(BodyLimit, cap=Cap(settings.max_body_bytes, "CTFORGE_MAX_BODY_BYTES"),
