@@ -16,6 +16,7 @@ from rich.table import Table
 from ctforge import messages
 from ctforge.catalog import DEFAULT_CATALOG_DIR, DEFAULT_ROLES_DIR, Catalog, CatalogError, load_catalog
 from ctforge.cli.common import EXIT_ERROR, fail
+from ctforge.cli.remote import register as register_remote_commands
 from ctforge.cli.service import register as register_service_commands
 from ctforge.detect import Detection, detect_stacks, read_project
 from ctforge.rolespecs import RoleSpecError, check_role, role_dirs
@@ -29,6 +30,7 @@ app = typer.Typer(
 stacks_app = typer.Typer(help="The tech stack catalog (stacks/<id>.yml).", no_args_is_help=True)
 app.add_typer(stacks_app, name="stacks")
 register_service_commands(app)
+register_remote_commands(app)
 __all__ = ["EXIT_ERROR", "app"]
 
 CatalogDir = Annotated[
