@@ -407,3 +407,30 @@ def test_cancel_from_the_job_page(api) -> None:
 def test_the_web_routes_stay_out_of_the_openapi_schema(api) -> None:
     paths = api.client.get("/api/v1/openapi.json").json()["paths"]
     assert all(path.startswith("/api/v1/") for path in paths)
+
+
+# --- workspaces ------------------------------------------------------------------------------------------
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNhbmFyeWNhbmFyeWNhbmFyeWNhbmFyeWNhbmFyeWNh bob@laptop"
+
+
+def test_a_workspace_page_shows_its_record_its_job_and_only_to_its_owner(api) -> None:
+    base = api.create("alice", "base", tech_stacks=["redis"], is_default=True)
+    api.move(base["id"], "provisioning", "staging", "ready", build_key_fingerprint="SHA256:" + "A" * 43)
+    answer = api.post("/workspaces", "bob", json={"name": "dev", "stacks": ["redis", "python"],
+                                                   "ssh_public_keys": [KEY]})
+    assert answer.status_code == 202, answer.text
+    workspace, job = answer.json()["workspace"], answer.json()["job"]
+    client = browser(api, "bob")
+    family = client.get("/")
+    assert f'href="/workspaces/{workspace["id"]}">dev</a>' in family.text
+    page = client.get(f"/workspaces/{workspace['id']}")
+    assert page.status_code == 200 and 'id="name">dev<' in page.text
+    assert f'data-stream="/jobs/{job["id"]}/stream"' in page.text and buttons(page) == []
+    assert '<span class="stack">python</span>' in page.text
+    assert browser(api, "carol").get(f"/workspaces/{workspace['id']}").status_code == 404
+    # the records refuse a second job on the workspace: their message is on its page
+    refused = client.post(f"/workspaces/{workspace['id']}/destroy", headers=SAME_SITE)
+    assert refused.status_code == 409 and 'id="name">dev<' in refused.text
+    assert shown_error(refused) == messages.WORKSPACE_JOB_RUNNING.format(
+        name="dev", kind="create", status="queued", job_id=job["id"])
