@@ -63,6 +63,9 @@ def _reason(message: str) -> str:
 class ApiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pve-api-daemon/3.0"
+    # TCP_NODELAY: the headers and the body go out in two writes, and with Nagle's algorithm the body
+    # waits for the client's delayed ACK: 40 ms on every call (pveproxy answers in about 10 ms)
+    disable_nagle_algorithm = True
     app: App
     router: Router
 
