@@ -28,6 +28,7 @@ CT_PATH_RE = re.compile(r"/lxc/([0-9]+)/")
 # What a poll that ran out says: which part of "reachable over SSH" is missing.
 NO_IPV4 = "CT {ct} has no global IPv4 address after {timeout} s"
 SSH_SILENT = "SSH does not answer on {addr}:22 after {timeout} s"
+SSH_PROBE_INTERVAL = 0.05
 
 ARGUMENT_SPEC = {
     # not `required`: module_defaults or the environment supply them; checked in run() with a clear message
@@ -155,7 +156,22 @@ def poll(client: PveClient, path: str, until: str, timeout: int, interval: float
         if time.monotonic() > deadline:
             raise PveError(_poll_timeout(path, until, timeout, addr), data=data,
                            **({"ipv4": addr} if addr else {}))
+        if until == "ssh" and addr:
+            # the address is known: knock on port 22 more often than the API is read (a refused
+            # connect costs nothing), so SSH-ready is seen within SSH_PROBE_INTERVAL of sshd listening
+            if ssh_answers_within(addr, min(interval, max(deadline - time.monotonic(), 0))):
+                return {"data": data, "ipv4": addr}
+            continue
         time.sleep(interval)
+
+
+def ssh_answers_within(addr: str, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(SSH_PROBE_INTERVAL)
+        if ssh_answers(addr):
+            return True
+    return False
 
 
 def _poll_timeout(path: str, until: str, timeout: int, addr: str | None) -> str:
