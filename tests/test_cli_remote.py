@@ -238,3 +238,36 @@ def test_tree_and_follow_of_the_canonical_chain(job_service, canonical_chain, tm
     quiet = run(env, "jobs", "follow", job["id"], "--quiet")
     steps = [line.split()[1] for line in quiet.stdout.splitlines()[1:-1]]
     assert steps and set(steps) <= {"provision:", "finalize:"} and "finalize:" in steps
+
+
+# --- apply against the service: --plan and refusals change nothing --------------------------------
+
+def test_apply_plan_prints_the_steps_and_changes_nothing(cli) -> None:
+    before = json.loads(cli("templates", "--json").stdout)["count"]
+    proc = cli("apply", str(REPO / "examples" / "family.yml"), "--plan")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"plan for {REPO / 'examples' / 'family.yml'}: 6 steps",
+        "  1. create template base: from debian-12-standard, no stacks", "  2. build template base: new",
+        "  3. create template nodejs: under base, nodejs, claude_cli", "  4. build template nodejs: new",
+        "  5. create template fullstack: under nodejs, postgresql, redis",
+        "  6. build template fullstack: new"]
+    as_json = json.loads(cli("apply", str(REPO / "examples" / "family.yml"), "--plan", "--json").stdout)
+    assert [(s["kind"], s["name"]) for s in as_json][:2] == [("create", "base"), ("build", "base")]
+    assert as_json[2]["parent"] == "base" and as_json[2]["body"]["tech_stacks"] == ["nodejs", "claude_cli"]
+    assert json.loads(cli("templates", "--json").stdout)["count"] == before
+
+
+def test_apply_refuses_a_file_it_cannot_carry_out_in_one_line(cli, tmp_path) -> None:
+    from ctforge import apply
+
+    before = json.loads(cli("templates", "--json").stdout)["count"]
+    path = tmp_path / "family.yml"
+    path.write_text("templates:\n  - {name: a, appliance: debian-12-standard, stacks: [cobol]}\n")
+    proc = cli("apply", str(path))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: template 'a': unknown stack 'cobol'; ")
+    assert "\n" not in proc.stderr.strip()
+    path.write_text("templates:\n  - {name: b, parent: cli-pending, stacks: []}\n")
+    one_line_error(cli("apply", str(path)), apply.EXTERNAL_PARENT_NOT_READY.format(
+        name="b", parent="cli-pending", status="pending"))
+    assert json.loads(cli("templates", "--json").stdout)["count"] == before

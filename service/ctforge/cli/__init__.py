@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ctforge import messages
 from ctforge.catalog import DEFAULT_CATALOG_DIR, DEFAULT_ROLES_DIR, Catalog, CatalogError, load_catalog
+from ctforge.cli.apply import register as register_apply_command
 from ctforge.cli.common import EXIT_ERROR, fail
 from ctforge.cli.remote import register as register_remote_commands
 from ctforge.cli.service import register as register_service_commands
@@ -31,6 +32,7 @@ stacks_app = typer.Typer(help="The tech stack catalog (stacks/<id>.yml).", no_ar
 app.add_typer(stacks_app, name="stacks")
 register_service_commands(app)
 register_remote_commands(app)
+register_apply_command(app)
 __all__ = ["EXIT_ERROR", "app"]
 
 CatalogDir = Annotated[

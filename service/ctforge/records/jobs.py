@@ -130,6 +130,13 @@ def start_action(session: Session, catalog: Catalog, settings: Settings, user: U
             raise Conflict(messages.ACTION_PARENT_NOT_READY.format(
                 action=action, name=template.name, parent=parent.name if parent else "?",
                 status=parent.status if parent else "deleted"))
+        # a new CT is a clone of the parent's CT as it is now: it inherits what that CT was built with
+        # (the parent may have been rebuilt with other stacks since this record was made)
+        inherited = parent.built_stacks if parent.built_stacks is not None else \
+            template_records.effective_stacks(catalog, parent)
+        if inherited != template.inherited_tech_stacks:
+            template.inherited_tech_stacks = list(inherited)
+            session.flush()
     if action in ("destroy", "rebuild"):
         built_on = [child.name for child in template_records.children(session, template)
                     if child.status != "destroyed"]
