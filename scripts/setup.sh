@@ -7,10 +7,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${CTFORGE_CACHE:-/var/cache/ctforge}
 VENV=$ROOT/.venv
 # postgresql: the binaries of the private servers that tests and benchmarks start (ctforge.devdb);
-# the guard below keeps Debian's own cluster from starting at install.
+# the guard below keeps Debian's own cluster from starting at install. chromium, chromium-driver
+# and fonts-liberation: the headless browser of the web page's test (tests/test_web_browser.py).
 HOST_PACKAGES=(
   lxc debootstrap dnsmasq-base nftables apt-cacher-ng eatmydata zstd iproute2 rsync
   openssh-client python3 python3-venv ca-certificates git postgresql
+  chromium chromium-driver fonts-liberation
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
