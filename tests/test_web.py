@@ -67,6 +67,13 @@ def test_a_page_without_a_cookie_redirects_to_login(api, path) -> None:
     assert f'name="next" value="{path}"' in login.text
 
 
+def test_a_form_sent_without_a_cookie_goes_to_login_and_then_to_the_start(api) -> None:
+    pending = api.create("alice", "pending-one")
+    answer = browser(api).post(f"/templates/{pending['id']}/provision", headers=SAME_SITE)
+    assert answer.status_code == 303 and answer.headers["location"] == "/login?next=/"
+    assert api.get(f"/templates/{pending['id']}", "alice").json()["status"] == "pending"
+
+
 def test_login_keeps_the_token_in_an_httponly_strict_cookie_and_logout_ends_it(api) -> None:
     client = browser(api)
     answer = client.post("/login", data={"token": api.tokens["bob"], "next": "/templates/x"},

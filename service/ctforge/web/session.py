@@ -45,12 +45,14 @@ def token_user(service: ServiceDep, token: str) -> User | None:
 
 
 def _web_user(request: Request, service: ServiceDep) -> User:
+    # after the login, back to the page asked for; a form's target is no page: the start then
+    back = request.url.path if request.method == "GET" else "/"
     token = request.cookies.get(COOKIE)
     if not token:
-        raise LoginRequired(request.url.path, messages.LOGIN_NEEDED)
+        raise LoginRequired(back, messages.LOGIN_NEEDED)
     user = token_user(service, token)
     if user is None:
-        raise LoginRequired(request.url.path, messages.TOKEN_REFUSED)
+        raise LoginRequired(back, messages.TOKEN_REFUSED)
     return user
 
 
