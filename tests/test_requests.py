@@ -716,3 +716,17 @@ def test_workspace_power_refuses_a_bad_state_before_any_api_call() -> None:
     assert proc.returncode != 0 and "ctforge_state" in out, out[-3000:]
     tasks = re.findall(r"^TASK \[(.*?)\]", out, flags=re.M)
     assert tasks[-1] == "Ensure every field of the request has the format Proxmox accepts", tasks
+
+
+@pytest.mark.parametrize(("name", "hostname"), [
+    ("base", "base"), ("Full stack", "full-stack"), ("Node.js 22", "node-js-22"), ("Web_Child+2", "web-child-2"),
+    ("A" * 64, "a" * 63),
+])
+def test_a_template_name_the_api_takes_becomes_a_hostname_provision_takes(name: str, hostname: str) -> None:
+    """The API lets a template be called "Full stack"; its CT's hostname must be one DNS label."""
+    from ctforge.api.schemas import TemplateCreate
+    from ctforge.formats import FORMATS, hostname_for
+
+    TemplateCreate(name=name)  # the API takes the name
+    assert hostname_for(name) == hostname
+    assert re.fullmatch(FORMATS["scalars"]["ctforge_template_name"], hostname_for(name))

@@ -148,6 +148,13 @@ FORMATS: dict[str, Any] = {
 }
 
 
+def hostname_for(name: str) -> str:
+    """The CT hostname (one DNS label) for a template's name, which may have capitals, spaces, dots:
+    "Full stack" -> full-stack, "Node.js 22" -> node-js-22."""
+    label = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63].rstrip("-")
+    return label or "ctforge-template"
+
+
 def parse_net(value: str) -> dict[str, str]:
     """A netN property string as Proxmox parses it, refused with the reason on an unknown key or bad value."""
     parts = value.split(",")

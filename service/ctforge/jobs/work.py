@@ -24,6 +24,7 @@ from sqlalchemy import update
 from ctforge import messages
 from ctforge.catalog import REPO_ROOT
 from ctforge.db.models import Job, Template, Workspace, utcnow
+from ctforge.formats import hostname_for
 from ctforge.jobs.inventory import write_inventory
 from ctforge.jobs.runner import RunOutcome, run_playbook
 from ctforge.jobs.steps import cause_of, step_of
@@ -263,7 +264,7 @@ class JobWork:
                 if playbook == "provision":
                     parent = session.get(Template, template.parent_id) if template.parent_id else None
                     fields: dict[str, Any] = {
-                        "ctforge_template_name": template.name, "ctforge_vmid": vmid,
+                        "ctforge_template_name": hostname_for(template.name), "ctforge_vmid": vmid,
                         "ctforge_stacks": list(template.tech_stacks),
                         "ctforge_env_vars": dict(template.env_vars or {}),
                     }
