@@ -148,6 +148,15 @@ def test_flags_outrank_the_environment(cli, records_service) -> None:
     assert proc.returncode == 2 and dead in proc.stderr
 
 
+def test_a_groups_options_before_its_command_are_refused_not_dropped(cli, records_service) -> None:
+    from ctforge.cli.remote import OPTIONS_AFTER_COMMAND
+
+    one_line_error(cli("templates", "--url", records_service.url, "--json", "show", "no-such"),
+                   OPTIONS_AFTER_COMMAND.format(options="--url --json", group="templates", command="show"))
+    one_line_error(cli("jobs", "--limit", "3", "list"),
+                   OPTIONS_AFTER_COMMAND.format(options="--limit", group="jobs", command="list"))
+
+
 def test_login_checks_the_token_and_keeps_it_in_a_0600_file(records_service, tmp_path) -> None:
     env = cli_env(os.environ, tmp_path / "config", None, None)
     config = tmp_path / "config" / "ctforge" / "config.toml"
@@ -226,6 +235,9 @@ def test_tree_and_follow_of_the_canonical_chain(job_service, canonical_chain, tm
     assert at["base"] < at["nodejs"] < at["fullstack"]
     indent = {name: len(lines[i]) - len(lines[i].lstrip("│ └├─")) for name, i in at.items()}
     assert indent["base"] < indent["nodejs"] < indent["fullstack"]  # each under its parent
+
+    refused = run(env, "templates", "rebuild", "base")  # nodejs is a linked clone of base's CT
+    one_line_error(refused, messages.REBUILD_HAS_CHILDREN.format(name="base", children="nodejs"))
 
     job = canonical_chain["jobs"]["fullstack"][0]
     followed = run(env, "jobs", "follow", job["id"])

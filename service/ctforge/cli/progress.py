@@ -46,9 +46,10 @@ class Progress:
         self.step = job.get("playbook") or "-"
         self.task = "waiting for a worker" if job.get("status") == "queued" else ""
         self.spinner = Spinner("dots")
+        self.event_at = self.since  # when the last event happened (a replayed job's are in the past)
 
-    def elapsed(self) -> str:
-        return clock((datetime.now(UTC) - self.since).total_seconds())
+    def elapsed(self, at: datetime | None = None) -> str:
+        return clock(((at or datetime.now(UTC)) - self.since).total_seconds())
 
     def line(self) -> str:
         task = f" · {self.task}" if self.task else ""
@@ -61,6 +62,7 @@ class Progress:
     def take(self, kind: str, data: dict[str, Any]) -> bool:
         """Take in one event; True when the task or step changed (a plain line is due)."""
         before = (self.step, self.task)
+        self.event_at = _parse(data.get("created_at")) or datetime.now(UTC)
         if data.get("playbook"):
             self.step = str(data["playbook"])
         if kind == "playbook_on_task_start" and data.get("task"):
@@ -82,7 +84,8 @@ def follow(client: Client, job: dict[str, Any], console: Console, *, log: bool =
             if log and data.get("stdout"):
                 console.print(escape(str(data["stdout"])), soft_wrap=True, highlight=False)
             elif not log and changed:
-                line = f"{progress.elapsed():>6}  {progress.step}: {progress.task or 'starting'}"
+                task = progress.task or "starting"
+                line = f"{progress.elapsed(progress.event_at):>6}  {progress.step}: {task}"
                 console.print(escape(line), soft_wrap=True, highlight=False)
     else:
         with Live(progress, console=console, refresh_per_second=8, transient=True) as live:

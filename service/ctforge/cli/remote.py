@@ -47,6 +47,20 @@ BASE_NEEDS_APPLIANCE = ("a template without --parent starts from an appliance: g
                         "(e.g. debian-12-standard)")
 
 
+OPTIONS_AFTER_COMMAND = ("give {options} after the command ({group} {command} ... {options}): "
+                         "before it they are the {group} listing's own")
+
+
+def _only_for_listing(ctx: typer.Context, *names: str) -> None:
+    """A group's options belong to its listing; before a subcommand they would be dropped silently."""
+    # by the enum's name: typer runs on a click of its own (typer._click), not the installed one
+    given = [f"--{name.replace('_', '-')}" for name in names
+             if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+    if given:
+        raise fail(OPTIONS_AFTER_COMMAND.format(options=" ".join(given).replace("--as-json", "--json"),
+                                                group=ctx.info_name, command=ctx.invoked_subcommand))
+
+
 def out() -> Console:
     """Captured output (not a terminal) is wide, so a table's columns keep their text whole."""
     terminal = sys.stdout.isatty()
@@ -119,6 +133,7 @@ def print_tree(tree: dict[str, Any]) -> None:
 def templates(ctx: typer.Context, url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Without a command: the family as a tree (name, status, VMID, stacks)."""
     if ctx.invoked_subcommand is not None:
+        _only_for_listing(ctx, "url", "token", "as_json")
         return
     with connected(url, token) as client:
         tree = client.get("/templates/tree")
@@ -359,6 +374,7 @@ def jobs(ctx: typer.Context, url: Url = None, token: Token = None, as_json: AsJs
          limit: Annotated[int, typer.Option(help="At most this many.")] = 20) -> None:
     """Without a command: the newest jobs."""
     if ctx.invoked_subcommand is not None:
+        _only_for_listing(ctx, "url", "token", "as_json", "limit")
         return
     with connected(url, token) as client:
         page = client.get("/jobs", limit=limit)
