@@ -85,6 +85,12 @@ def test_a_workspace_for_five_stacks_comes_from_fullstack_with_only_python_on_to
         verify = ssh(record["ip"], key, DEV_USER, f"bash -lc {shlex.quote(catalog.get(stack).verify)}")
         assert verify.returncode == 0, (stack, verify.stdout, verify.stderr)
     assert ssh(record["ip"], key, "root", "true").returncode == 255  # their key is not root's
+    # python comes without what its packages only recommend (pipx's docs, pip's C toolchain), and
+    # its venv still gets pip: the verify above made one
+    status = ssh(record["ip"], key, DEV_USER,
+                 r"dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' pipx mkdocs build-essential")
+    installed = {line.split()[0] for line in status.stdout.splitlines() if line.split()[1:] == ["ii"]}
+    assert "pipx" in installed and not installed & {"mkdocs", "build-essential"}, status
     # stop, start (a new lease may bring a new address), destroy: each a job
     stopped = api.wait(api.act_on_workspace(workspace["id"], "stop")["id"])
     assert stopped["status"] == "successful", stopped
