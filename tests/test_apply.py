@@ -237,7 +237,7 @@ def write_family(path: Path, root_parent: str, middle_stacks: list[str]) -> None
 @pytest.mark.slow
 def test_apply_builds_three_then_none_then_the_changed_middle_and_its_child(job_service, canonical_chain,
                                                                            tmp_path) -> None:
-    from test_cli_remote import cli_env, run
+    from test_cli_remote import cli_env, keep, run
 
     api = job_service.alice
     token = api.http.headers["Authorization"].removeprefix("Bearer ")
@@ -251,7 +251,7 @@ def test_apply_builds_three_then_none_then_the_changed_middle_and_its_child(job_
         return api.get("/jobs", params={"template_id": template["id"], "limit": 100}).json()["data"]
 
     first = run(env, "apply", str(path), timeout=1800)
-    print(first.stdout)
+    keep("apply-first.txt", first.stdout)
     assert first.returncode == 0, first.stdout + first.stderr
     assert [line for line in first.stdout.splitlines() if line.startswith("step ")] == [
         "step 1/6: create template apply-root: under base, no stacks",
@@ -267,12 +267,14 @@ def test_apply_builds_three_then_none_then_the_changed_middle_and_its_child(job_
     base_jobs = api.get("/jobs", params={"template_id": canonical_chain["templates"]["base"]["id"]}).json()
 
     second = run(env, "apply", str(path))
+    keep("apply-second.txt", second.stdout)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == apply.NOTHING_TO_DO
     assert {name: len(jobs_of(name)) for name in names} == dict.fromkeys(names, 1)
 
     write_family(path, "base", [])  # the middle loses redis
     planned = run(env, "apply", str(path), "--plan")
+    keep("apply-change-plan.txt", planned.stdout)
     assert planned.returncode == 0, planned.stderr
     assert planned.stdout.splitlines() == [
         f"plan for {path}: 4 steps", "  1. change template apply-middle: stacks redis → no stacks",
@@ -286,7 +288,7 @@ def test_apply_builds_three_then_none_then_the_changed_middle_and_its_child(job_
     assert middle_before["tech_stacks"] == ["redis"]
 
     third = run(env, "apply", str(path), timeout=1800)
-    print(third.stdout)
+    keep("apply-change.txt", third.stdout)
     assert third.returncode == 0, third.stdout + third.stderr
     after = {name: jobs_of(name) for name in names}
     assert [j["kind"] for j in after["apply-root"]] == ["build"]  # nothing else

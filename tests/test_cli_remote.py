@@ -21,6 +21,14 @@ from ctforge import messages
 from ctforge.devdb import free_port
 from job_helpers import CTFORGE, REPO, ServiceProcess, ctforge, service_env
 
+ARTIFACTS = REPO / "artifacts" / "cli"  # the captured outputs the issue asks to see, kept after the run
+
+
+def keep(name: str, text: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / name).write_text(text)
+    print(text)
+
 
 def run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(CTFORGE), *args], env=env, cwd=REPO, capture_output=True, text=True,
@@ -157,6 +165,17 @@ def test_a_groups_options_before_its_command_are_refused_not_dropped(cli, record
                    OPTIONS_AFTER_COMMAND.format(options="--limit", group="jobs", command="list"))
 
 
+def test_a_workspace_needs_a_key_and_a_ready_template(cli, tmp_path) -> None:
+    from ctforge.cli.workspaces import KEY_FILES, NO_KEY
+
+    one_line_error(cli("workspaces", "create", "dev", HOME=str(tmp_path)),
+                   NO_KEY.format(files="{" + ",".join(KEY_FILES) + "}"))
+    key = tmp_path / "key.pub"
+    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDWvuzDBlMQHJjgFI07QgrtUHc40Gpfz/EqOs23UGVr9 me@a\n")
+    proc = cli("workspaces", "create", "dev", "--stacks", "redis", "--key", str(key), who="bob")
+    one_line_error(proc, messages.WORKSPACE_NO_TEMPLATE)  # the API's refusal, passed through as it is
+
+
 def test_login_checks_the_token_and_keeps_it_in_a_0600_file(records_service, tmp_path) -> None:
     env = cli_env(os.environ, tmp_path / "config", None, None)
     config = tmp_path / "config" / "ctforge" / "config.toml"
@@ -222,7 +241,7 @@ def test_tree_and_follow_of_the_canonical_chain(job_service, canonical_chain, tm
 
     tree = run(env, "templates")
     assert tree.returncode == 0, tree.stderr
-    print(tree.stdout)  # the capture the issue asks for, in the test's output
+    keep("tree.txt", tree.stdout)
     lines = tree.stdout.splitlines()
     want = {
         "base": f"base · ready · VMID {records['base']['vmid']} · no stacks · default",
@@ -242,12 +261,13 @@ def test_tree_and_follow_of_the_canonical_chain(job_service, canonical_chain, tm
     job = canonical_chain["jobs"]["fullstack"][0]
     followed = run(env, "jobs", "follow", job["id"])
     assert followed.returncode == 0, followed.stderr
-    print(followed.stdout)
+    keep("follow.txt", followed.stdout)
     log = followed.stdout
     assert log.startswith(f"following job {job['id']}: build template fullstack")
     assert log.index("PLAY [") < log.index("PLAY RECAP")
     assert log.rstrip().splitlines()[-1].startswith(f"job {job['id']}: build template fullstack successful")
     quiet = run(env, "jobs", "follow", job["id"], "--quiet")
+    keep("follow-quiet.txt", quiet.stdout)
     steps = [line.split()[1] for line in quiet.stdout.splitlines()[1:-1]]
     assert steps and set(steps) <= {"provision:", "finalize:"} and "finalize:" in steps
 

@@ -19,6 +19,7 @@ from ctforge.cli.apply import register as register_apply_command
 from ctforge.cli.common import EXIT_ERROR, fail
 from ctforge.cli.remote import register as register_remote_commands
 from ctforge.cli.service import register as register_service_commands
+from ctforge.cli.workspaces import register as register_workspace_commands
 from ctforge.detect import Detection, detect_stacks, read_project
 from ctforge.rolespecs import RoleSpecError, check_role, role_dirs
 
@@ -32,6 +33,7 @@ stacks_app = typer.Typer(help="The tech stack catalog (stacks/<id>.yml).", no_ar
 app.add_typer(stacks_app, name="stacks")
 register_service_commands(app)
 register_remote_commands(app)
+register_workspace_commands(app)
 register_apply_command(app)
 __all__ = ["EXIT_ERROR", "app"]
 

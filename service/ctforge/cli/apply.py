@@ -19,7 +19,8 @@ from rich.markup import escape
 from ctforge.apply import FamilyError, Step, load_family, make_plan, plan_text
 from ctforge.cli.common import fail
 from ctforge.cli.progress import DONE_OK, failure, follow
-from ctforge.cli.remote import Token, Url, connected, print_json, public_keys
+from ctforge.cli.remote import Token, Url, connected, print_json
+from ctforge.cli.workspaces import public_keys
 from ctforge.client import Client, ClientError
 
 STOPPED = ("apply stopped at step {index} of {total} ({step}): {cause}; the steps before it stay done: "
