@@ -194,7 +194,7 @@ WORKSPACE_NEEDS_KEYS = (
     "ssh_public_keys: give at least one of your OpenSSH public keys: the workspace lets you in with it"
 )
 WORKSPACE_NO_TEMPLATE = (
-    "no ready template you may use: build one first (POST /api/v1/templates/{{id}}/build), or ask an admin "
+    "no ready template you may use: build one first (POST /api/v1/templates/ID/build), or ask an admin "
     "for a default"
 )
 WORKSPACE_TEMPLATE_NOT_READY = (
