@@ -36,10 +36,10 @@ options:
   data: {description: Parameters (query string for GET and DELETE, form body otherwise)., type: dict, default: {}}
   wait: {description: Wait for the task when the reply is a UPID., type: bool, default: true}
   timeout: {description: Seconds to wait for the task., type: int, default: 900}
-  poll_interval: {description: Seconds between two task status polls., type: float, default: 0.25}
+  poll_interval: {description: "The longest pause between two polls, in seconds: the first comes after 0.02 s, each next one twice as long, up to this.", type: float, default: 0.25}
   until:
     description:
-      - Repeat the GET until a condition holds, O(poll_interval) apart, at most O(timeout) seconds.
+      - Repeat the GET until a condition holds, at most O(poll_interval) apart, at most O(timeout) seconds.
       - C(ipv4) on C(.../interfaces) waits for a global IPv4 address; C(ssh) also waits until port 22
         of that address answers with an SSH banner; C(template) on C(.../config) waits until the config says C(template=1).
       - "Running out of time fails with what is missing: C(CT 200 has no global IPv4 address after 180 s), or with
