@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 
 import pytest
 from pve_helpers import create_ct, destroy_ct, task_ok, wait_ipv4
@@ -28,6 +29,16 @@ def ssh_banner(addr: str) -> bool:
         return False
 
 
+def ssh_banner_within(addr: str, limit: float = 60) -> bool:
+    """The address comes with DHCP, sshd a moment later (first boot makes its host keys)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if ssh_banner(addr):
+            return True
+        time.sleep(0.1)  # between knocks; the deadline bounds the wait
+    return False
+
+
 def test_ssh_unreachable_shows_an_unused_address_of_the_subnet_and_clears(minipve, api, node, faults) -> None:
     subnet = ipaddress.IPv4Network(minipve.subnet)
     top_static = dhcp_range(subnet)[0] - 1  # the first address the fault would take, held by a CT below
@@ -38,7 +49,7 @@ def test_ssh_unreachable_shows_an_unused_address_of_the_subnet_and_clears(minipv
         create_ct(api, node, static, net0=f"name=eth0,bridge=vmbr0,ip={top_static}/{subnet.prefixlen}")
         task_ok(api, node, api.nodes(node).lxc(running).status.start.post())
         real = wait_ipv4(api, node, running)
-        assert ssh_banner(real)
+        assert ssh_banner_within(real)
 
         faults(ssh_unreachable=True)
         shown = eth0(api, node, running)

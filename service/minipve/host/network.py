@@ -38,6 +38,9 @@ def nft_table(config: HostConfig) -> str:
     return f"minipve_{config.bridge}".replace("-", "_").replace(".", "_")
 
 
+LEASE_TIME = "10m"
+
+
 def dhcp_range(subnet: ipaddress.IPv4Network) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
     """The upper half of the subnet's hosts; the lower half stays free for static addresses."""
     first, last = int(subnet.network_address) + 2, int(subnet.broadcast_address) - 1
@@ -246,7 +249,10 @@ class Network:
             "--except-interface=lo",
             "--bind-interfaces",
             f"--listen-address={cfg.gateway}",
-            f"--dhcp-range={low},{high},{cfg.subnet.netmask},12h",
+            # 10-minute leases: a destroyed CT's address is free again soon (a test session makes
+            # a few hundred CTs, each with a MAC of its own, and a /24 pool holds 127 leases);
+            # a running CT renews every 5 minutes
+            f"--dhcp-range={low},{high},{cfg.subnet.netmask},{LEASE_TIME}",
             f"--dhcp-leasefile={self.run_dir / 'dnsmasq.leases'}",
             f"--dhcp-option=option:router,{cfg.gateway}",
             f"--dhcp-option=option:dns-server,{cfg.gateway}",
