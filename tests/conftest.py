@@ -16,7 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_PORT = int(os.environ.get("CTFORGE_TEST_PVE_PORT", "18006"))
-TEST_SUBNET = os.environ.get("CTFORGE_TEST_PVE_SUBNET", "10.231.0.0/24")
+# a /23: the upper half of it is the DHCP pool, 255 leases, and a whole session makes a few hundred CTs
+TEST_SUBNET = os.environ.get("CTFORGE_TEST_PVE_SUBNET", "10.231.0.0/23")
 TEST_BRIDGE = os.environ.get("CTFORGE_TEST_PVE_BRIDGE", "mpvetest0")
 
 
