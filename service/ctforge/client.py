@@ -177,25 +177,21 @@ class Client:
 
     # -- lookups by name ---------------------------------------------------------------------------
     def template(self, name_or_id: str) -> dict[str, Any]:
-        if is_id(name_or_id):
-            return dict(self.get(f"/templates/{name_or_id}"))
-        found = [t for t in self.pages("/templates") if t["name"] == name_or_id]
-        if not found:
-            raise ClientError(TEMPLATE_UNKNOWN.format(name=name_or_id), 404)
-        if len(found) > 1:
-            raise ClientError(TEMPLATE_AMBIGUOUS.format(
-                count=len(found), name=name_or_id, owners=", ".join(sorted(t["owner"] for t in found))))
-        return found[0]
+        return self._named("/templates", name_or_id, TEMPLATE_UNKNOWN, TEMPLATE_AMBIGUOUS)
 
     def workspace(self, name_or_id: str) -> dict[str, Any]:
+        return self._named("/workspaces", name_or_id, WORKSPACE_UNKNOWN, WORKSPACE_AMBIGUOUS)
+
+    def _named(self, collection: str, name_or_id: str, unknown: str, ambiguous: str) -> dict[str, Any]:
+        """The one record of `collection` with that id or name; a name two owners share is refused."""
         if is_id(name_or_id):
-            return dict(self.get(f"/workspaces/{name_or_id}"))
-        found = [w for w in self.pages("/workspaces") if w["name"] == name_or_id]
+            return dict(self.get(f"{collection}/{name_or_id}"))
+        found = [r for r in self.pages(collection) if r["name"] == name_or_id]
         if not found:
-            raise ClientError(WORKSPACE_UNKNOWN.format(name=name_or_id), 404)
+            raise ClientError(unknown.format(name=name_or_id), 404)
         if len(found) > 1:
-            raise ClientError(WORKSPACE_AMBIGUOUS.format(
-                count=len(found), name=name_or_id, owners=", ".join(sorted(w["owner"] for w in found))))
+            raise ClientError(ambiguous.format(
+                count=len(found), name=name_or_id, owners=", ".join(sorted(r["owner"] for r in found))))
         return found[0]
 
     # -- errors ------------------------------------------------------------------------------------

@@ -221,16 +221,17 @@ def templates_create(
                        f"`ctforge templates build {name}` builds it"))
 
 
-def _template_action(action: str, doc: str) -> Callable[..., None]:
+def job_action(kind: str, action: str, doc: str) -> Callable[..., None]:
+    """The command `ctforge {kind}s {action} NAME`: POST /{kind}s/{id}/{action}, then its job followed."""
     def command(name: NameOrId, url: Url = None, token: Token = None, no_follow: NoFollow = False,
                 log: ShowLog = False, as_json: AsJson = False) -> None:
         with connected(url, token) as client:
-            template = client.template(name)
-            job = client.post(f"/templates/{template['id']}/{action}")
+            record = getattr(client, kind)(name)
+            job = client.post(f"/{kind}s/{record['id']}/{action}")
             finish_job(client, job, no_follow=no_follow, as_json=as_json, log=log)
 
     command.__doc__ = doc
-    command.__name__ = f"templates_{action}"
+    command.__name__ = f"{kind}s_{action}"
     return command
 
 
@@ -241,7 +242,7 @@ for _action, _doc in (
     ("retry", "From error: again from the playbook that failed."),
     ("rebuild", "A ready template built anew from its parent; the new CT replaces the old once ready."),
 ):
-    templates_app.command(_action)(_template_action(_action, _doc))
+    templates_app.command(_action)(job_action("template", _action, _doc))
 
 
 @templates_app.command("destroy")

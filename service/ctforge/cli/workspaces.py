@@ -3,7 +3,6 @@ the errors and the job following of cli/remote.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from ctforge.cli.remote import (
     Url,
     connected,
     finish_job,
+    job_action,
     out,
     print_json,
     print_record,
@@ -101,23 +101,10 @@ def workspaces_create(
             out().print(escape(f"ok: workspace {w['name']} is {w['status']}: ssh kobozo@{w['ip']}"))
 
 
-def _workspace_action(action: str, doc: str) -> Callable[..., None]:
-    def command(name: NameOrId, url: Url = None, token: Token = None, no_follow: NoFollow = False,
-                log: ShowLog = False, as_json: AsJson = False) -> None:
-        with connected(url, token) as client:
-            workspace = client.workspace(name)
-            job = client.post(f"/workspaces/{workspace['id']}/{action}")
-            finish_job(client, job, no_follow=no_follow, as_json=as_json, log=log)
-
-    command.__doc__ = doc
-    command.__name__ = f"workspaces_{action}"
-    return command
-
-
 for _action, _doc in (("start", "Start a stopped workspace."), ("stop", "Stop a running workspace."),
                       ("retry", "From error: the failed job's steps again."),
                       ("destroy", "Remove the workspace's CT, its VMID and its record.")):
-    workspaces_app.command(_action)(_workspace_action(_action, _doc))
+    workspaces_app.command(_action)(job_action("workspace", _action, _doc))
 
 
 
