@@ -33,7 +33,8 @@ EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yml") if p.name != "fam
 BASE = yaml.safe_load((REPO / "examples" / "base.yml").read_text())
 # ctforge_* names in playbooks/ that are no variables: inventory groups, action plugins, a local fact's file.
 NOT_VARIABLES = {"ctforge_staging", "ctforge_smoke", "ctforge_workspace", "ctforge_applied", "ctforge_fact",
-                 "ctforge_files", "ctforge_service", "ctforge_shell", "ctforge_base"}
+                 "ctforge_files", "ctforge_service", "ctforge_shell", "ctforge_base",
+                 "ctforge_request_problems", "ctforge_workspace_request"}  # groups, plugins, a fact
 # The request each example is, by file name; the others are provision requests.
 EXAMPLE_REQUESTS: dict[str, type[rq._Request]] = {"workspace.yml": rq.WorkspaceRequest}
 
@@ -111,26 +112,58 @@ def test_a_result_reads_what_set_stats_reports_and_refuses_a_key_it_does_not_dec
 
 # --- the playbooks' formats and defaults are the model's ----------------------------------------
 
-FORMATS_PLAY = """\
-- name: Render the request's formats
+PROBLEMS_PLAY = """\
+- name: Check a request
   hosts: localhost
   connection: local
   gather_facts: false
   tasks:
-    - name: Record them
-      ansible.builtin.include_tasks: {tasks}/request_formats.yml
+    - name: Find its problems as check_request.yml does
+      ansible.builtin.set_fact:
+        found: "{{ request | ctforge_request_problems }}"
     - name: Write them where the test reads them
       ansible.builtin.copy:
-        content: "{{{{ __ctforge_formats | to_json }}}}"
-        dest: "{{{{ result_file }}}}"
+        content: "{{ found | to_json }}"
+        dest: "{{ result_file }}"
         mode: "0644"
 """
+# One problem of every kind request_problems names, in the types Ansible hands a filter (an int, a
+# bool, a list, a mapping from extra vars), beside fields that are right.
+BAD_REQUEST = {
+    "ctforge_template_name": 7, "ctforge_vmid": "99", "ctforge_cores": [2], "ctforge_memory": 512,
+    "ctforge_keep_build_key": True, "ctforge_stacks": ["nodejs", "Node", "nodejs"],
+    "ctforge_ca_certificates": "/a.crt", "ctforge_env_vars": {"OK": "a", "9a": "b", "X": "two\nlines"},
+    "ctforge_net0": "name=eth0,ip=dhcpx,ip=dhcp,tag=0,x=1,ip", "ctforge_apt_proxy": "ftp://" + "p" * 90,
+    "ctforge_node": None, "ctforge_surprise": "1",
+}
 
 
-def test_the_playbooks_formats_are_the_models_as_ansible_renders_them(tmp_path: Path) -> None:
-    proc, rendered = local_play(tmp_path, FORMATS_PLAY.format(tasks=PLAYBOOKS / "tasks"), {})
-    assert rendered, proc.stdout + proc.stderr
-    assert rendered == formats.FORMATS
+def test_the_playbooks_refuse_with_request_problems_messages_through_ansible(tmp_path: Path) -> None:
+    proc, found = local_play(tmp_path, PROBLEMS_PLAY, {"request": BAD_REQUEST})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert found == formats.request_problems(BAD_REQUEST)
+    assert found == [
+        'ctforge_template_name is "7", not text',
+        f'ctforge_vmid is "99", which does not match {formats.FORMATS["scalars"]["ctforge_vmid"]} '
+        "(service/ctforge/formats.py)",
+        f'ctforge_cores is "[2]", which does not match {formats.FORMATS["scalars"]["ctforge_cores"]} '
+        "(service/ctforge/formats.py)",
+        'ctforge_stacks lists ["Node"], which do not match ' + formats.FORMATS["lists"]["ctforge_stacks"],
+        'ctforge_stacks lists an item more than once: ["nodejs", "Node", "nodejs"]',
+        'ctforge_ca_certificates is "/a.crt", not a list',
+        'ctforge_env_vars has keys ["9a"], which do not match '
+        + formats.FORMATS["mappings"]["ctforge_env_vars"]["key"],
+        'ctforge_env_vars: the values of ["X"] are not one line of text without control characters',
+        'ctforge_net0: "ip=dhcpx" is not a valid ip',
+        "ctforge_net0: the key ip appears twice",
+        'ctforge_net0: "tag=0" is not a valid tag',
+        'ctforge_net0: "x=1" has no known key (the keys are: ' + ", ".join(formats.NET_KEYS) + ")",
+        'ctforge_net0: "ip" is not a valid ip',
+        'ctforge_apt_proxy is "ftp://' + "p" * 71 + '...", which does not match its format '
+        "(service/ctforge/formats.py)",
+        "ctforge_surprise has no format in service/ctforge/formats.py",
+    ]
+    assert "two" not in json.dumps(found)  # an env var's value is never quoted
 
 
 def _defaults(text: str) -> dict[str, list[str]]:

@@ -2,14 +2,18 @@
 
 pve-common's JSONSchema formats and pve-container's netN property string, by playbook variable
 (`ctforge_vmid`, `ctforge_net0`, ...). Every pattern is matched whole (`anchored`: `\\A...\\Z`), so a
-trailing newline or a shell metacharacter is refused. `FORMATS` is the table that
-playbooks/tasks/request_formats.yml builds for check_request.yml; ctforge.requests types its models
-with the same patterns, and tests/test_requests.py keeps the two tables equal.
+trailing newline or a shell metacharacter is refused. `request_problems` checks a playbook request
+against the table (`FORMATS`): playbooks/tasks/check_request.yml refuses with its messages (filter
+ctforge_request_problems), and so does the workspace playbook's own check (action
+ctforge_workspace_request). ctforge.requests types its models with the same patterns, and
+tests/test_requests.py checks that the playbooks and the models agree, value for value.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -136,7 +140,7 @@ MAPPINGS: dict[str, dict[str, str]] = {
 # twice, the required keys present.
 NETS = ("ctforge_net0",)
 
-# The table playbooks/tasks/request_formats.yml builds for check_request.yml, anchored for `match`.
+# The table request_problems() checks a playbook request against, anchored for `match`.
 FORMATS: dict[str, Any] = {
     "scalars": {name: anchored(p) for name, p in SCALARS.items()},
     "texts": list(TEXTS),
@@ -172,3 +176,79 @@ def parse_net(value: str) -> dict[str, str]:
     if missing:
         raise ValueError(f"the key {missing[0]!r} is required")
     return parsed
+
+
+def _shown(value: Any) -> str:
+    """A value as a refusal quotes it: its text, cut to about 80 characters, as JSON."""
+    text = str(value)
+    if len(text) > 85:  # Jinja's truncate(80): 5 characters of leeway, then cut at a word, "..."
+        text = text[:77].rsplit(" ", 1)[0] + "..."
+    return json.dumps(text)
+
+
+def _matches(pattern: str, value: Any) -> bool:
+    return re.match(pattern, str(value)) is not None
+
+
+def request_problems(check: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a playbook request's fields ({variable: value}, None for a field not
+    given), one message per problem, each naming the variable; [] when every field has its format.
+    playbooks/tasks/check_request.yml refuses a request with these (filter ctforge_request_problems).
+    The values of ctforge_env_vars may be secrets: a message names their keys, never their values."""
+    table, out = FORMATS, []
+    for var, value in check.items():
+        if value is None:
+            continue
+        if var in table["scalars"]:
+            pattern = table["scalars"][var]
+            if var in table["texts"] and not isinstance(value, str):
+                out.append(f"{var} is {_shown(value)}, not text")
+            elif isinstance(value, (Mapping, list, tuple, set)) or not _matches(pattern, value):
+                shown_pattern = pattern if len(pattern) < 120 else "its format"
+                out.append(f"{var} is {_shown(value)}, which does not match {shown_pattern} "
+                           "(service/ctforge/formats.py)")
+        elif var in table["lists"]:
+            pattern = table["lists"][var]
+            if isinstance(value, (str, Mapping)) or not isinstance(value, (list, tuple)):
+                out.append(f"{var} is {_shown(value)}, not a list")
+                continue
+            items = [str(item) for item in value]
+            bad = [item for item in items if not _matches(pattern, item)]
+            if bad:
+                out.append(f"{var} lists {json.dumps(bad)}, which do not match {pattern}")
+            if len(set(items)) != len(items):
+                out.append(f"{var} lists an item more than once: {json.dumps(items)}")
+        elif var in table["mappings"]:
+            formats = table["mappings"][var]
+            if not isinstance(value, Mapping):
+                out.append(f"{var} is not a mapping of names to values")
+                continue
+            bad_keys = [str(k) for k in value if not _matches(formats["key"], k)]
+            bad_values = ([str(k) for k, v in value.items() if not isinstance(v, str)]
+                          + [str(k) for k, v in value.items() if isinstance(v, str)
+                             and not _matches(formats["value"], v)])
+            if bad_keys:
+                out.append(f"{var} has keys {json.dumps(bad_keys)}, which do not match {formats['key']}")
+            if bad_values:
+                out.append(f"{var}: the values of {json.dumps(bad_values)} are not one line of text "
+                           "without control characters")
+        elif var in table["nets"]:
+            if not isinstance(value, str):
+                out.append(f"{var} is {_shown(value)}, not a property string such as "
+                           "name=eth0,bridge=vmbr0,ip=dhcp")
+                continue
+            keys: list[str] = []
+            for part in value.split(","):
+                key, sep, text = part.partition("=")
+                if key not in table["net_keys"]:
+                    out.append(f"{var}: {json.dumps(part)} has no known key (the keys are: "
+                               f"{', '.join(table['net_keys'])})")
+                elif not sep or not _matches(table["net_keys"][key], text):
+                    out.append(f"{var}: {json.dumps(part)} is not a valid {key}")
+                elif key in keys:
+                    out.append(f"{var}: the key {key} appears twice")
+                keys.append(key)
+            out.extend(f"{var}: the key {key} is required" for key in table["net_required"] if key not in keys)
+        else:
+            out.append(f"{var} has no format in service/ctforge/formats.py")
+    return out

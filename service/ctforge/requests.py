@@ -4,9 +4,9 @@ A request's fields are the playbooks' extra vars (`ctforge_template_name`, `ctfo
 playbooks' own defaults, in the formats Proxmox VE itself accepts (pve-common's JSONSchema formats and
 pve-container's netN property string). Every text format is matched whole (`re.fullmatch` of a pattern
 anchored `\\A...\\Z`), so a trailing newline or a shell metacharacter is refused. ctforge.formats holds
-the patterns by variable name (`FORMATS`); playbooks/tasks/request_formats.yml builds the same table, which
-playbooks/tasks/check_request.yml applies for plain `ansible-playbook` users, refusing bad input before
-any container is touched. tests/test_requests.py keeps the two tables, the defaults and the playbooks'
+the patterns by variable name (`FORMATS`) and checks a playbook request against them (`request_problems`),
+which playbooks/tasks/check_request.yml applies for plain `ansible-playbook` users, refusing bad input
+before any container is touched. tests/test_requests.py keeps the playbooks' verdicts, defaults and
 `set_stats` keys equal to this module's.
 
     request = ProvisionRequest.model_validate(yaml.safe_load(Path("examples/base.yml").read_text()))
