@@ -208,6 +208,8 @@ def test_the_playbooks_defaults_are_the_models(tasks: str, model: type[rq._Reque
                 value = None  # the model takes an empty origin as not given, as the playbooks do
             if var == "ctforge_dev_user" and value == "":
                 value = None  # validate_workspace.yml: empty is "the template's", as None in the model
+            if var in required and literal and value is None:
+                continue  # a required field not given goes to the check as None, which names it
             want = value if literal else None  # computed (inventory, state dir, template): None in the model
             assert fields[var].default == want, (var, arg)
     # the ones without a default are the required ones
@@ -215,11 +217,13 @@ def test_the_playbooks_defaults_are_the_models(tasks: str, model: type[rq._Reque
 
 
 def _checked(tasks: str) -> dict[str, Any]:
-    """The __check of the task (at any depth of a playbook's plays) that includes or imports
-    check_request.yml."""
+    """The request that a task (at any depth of a playbook's plays) checks: the __check of the one that
+    includes or imports check_request.yml, or the request of ctforge_workspace_request."""
     found = _tasks(yaml.safe_load((PLAYBOOKS / "tasks" / tasks).read_text()), PLAYBOOKS / "tasks" / tasks)
-    return next(t["vars"]["__check"] for t, _ in found
-                if any(str(t.get(f"ansible.builtin.{how}_tasks", "")).endswith("check_request.yml")
+    return next(t["ctforge_workspace_request"]["request"] if "ctforge_workspace_request" in t
+                else t["vars"]["__check"] for t, _ in found
+                if "ctforge_workspace_request" in t
+                or any(str(t.get(f"ansible.builtin.{how}_tasks", "")).endswith("check_request.yml")
                        for how in ("include", "import")))
 
 
@@ -724,26 +728,30 @@ def run_against_nothing(playbook: str, extra: dict) -> subprocess.CompletedProce
 FORMAT_CHECK = "Ensure every field of the request has the format Proxmox accepts"
 
 
-@pytest.mark.parametrize(("field", "value", "last_task"), [
-    ("ctforge_ssh_public_keys", [f'command="id" {KEY}'], FORMAT_CHECK),
-    ("ctforge_ssh_public_keys", [KEY + "\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB"], FORMAT_CHECK),
-    ("ctforge_ssh_public_keys", [], "Ensure the owner gave at least one SSH public key"),
-    ("ctforge_workspace_name", "alice api", FORMAT_CHECK),
-    ("ctforge_template_vmid", "7300; reboot", FORMAT_CHECK),
-    ("ctforge_stacks", ["no_such_stack"], "Ensure every stack the work needs is in the catalog"),
-    ("ctforge_template_stacks", ["no_such_stack"],
-     "Ensure every stack the template is said to carry is in the catalog"),
+WORKSPACE_CHECK = "Validate the workspace request against Proxmox's formats, the catalog and the cluster"
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("ctforge_ssh_public_keys", [f'command="id" {KEY}']),
+    ("ctforge_ssh_public_keys", [KEY + "\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB"]),
+    ("ctforge_ssh_public_keys", []),
+    ("ctforge_workspace_name", "alice api"),
+    ("ctforge_template_vmid", "7300; reboot"),
+    ("ctforge_stacks", ["no_such_stack"]),
+    ("ctforge_template_stacks", ["no_such_stack"]),
 ])
-def test_workspace_refuses_bad_input_naming_it_before_any_api_call(field: str, value: Any,
-                                                                   last_task: str) -> None:
+def test_workspace_refuses_bad_input_naming_it_before_any_api_call(field: str, value: Any) -> None:
+    """Nothing listens where the API is said to be: a refusal, not "cannot reach Proxmox", shows that
+    the request's own checks come before the first API call."""
     with pytest.raises(ValidationError):
         workspace(**{field: value})
     proc = run_against_nothing("workspace.yml", {**WORKSPACE, field: value})
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "The request is refused, nothing was touched" in out and field in out, out[-3000:]
+    assert "cannot reach Proxmox" not in out
     tasks = re.findall(r"^TASK \[(.*?)\]", out, flags=re.M)
-    assert tasks[-1] == last_task, tasks
+    assert tasks[-1] == WORKSPACE_CHECK, tasks
 
 
 def test_workspace_power_refuses_a_bad_state_before_any_api_call() -> None:

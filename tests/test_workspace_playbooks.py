@@ -227,6 +227,9 @@ def test_workspace_power_refuses_a_template(ws):
         ({"ctforge_ssh_public_keys": ["ssh-ed25519 AAAA-not-a-key"]}, "ctforge_ssh_public_keys"),
         ({"ctforge_stacks": ["no_such_stack"]}, "ctforge_stacks"),
         ({"ctforge_vmid": FROM_BASE}, f"VMID {FROM_BASE} is taken by CT 'ws-python'"),
+        ({"ctforge_storage": "nosuch"}, "Storage 'nosuch' does not exist on node minipve (it has local"),
+        ({"ctforge_ssh_private_key_file": "/nonexistent/key"}, "The build key /nonexistent/key (or its .pub) "
+                                                               "is missing"),
     ],
 )
 def test_bad_input_fails_before_touching_proxmox(ws, from_base, change, message):

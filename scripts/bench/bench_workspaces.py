@@ -109,7 +109,8 @@ MARKS = (("run started", "playbook_on_start", None),
          ("started", "runner_on_ok", "Ensure the workspace CT is running"),
          ("SSH answers", "runner_on_ok",
           "Wait until the CT reports a global IPv4 address and SSH answers on it"),
-         ("keys in", "runner_on_ok", "Report that the owner can log in"))
+         ("keys in", "runner_on_ok", "Record the dev user and the stacks the CT and its template carry, "
+                                     "and report that the owner can log in"))
 
 
 def marks(api: Api, job: dict[str, Any], posted: float) -> dict[str, float]:

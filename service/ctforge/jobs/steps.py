@@ -20,7 +20,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("create", ("created from the appliance",)),
     ("configure", ("hostname, resources and network",)),
     ("start", ("staging ct is running", "restart the staging ct", "workspace ct is running")),
-    ("ssh", ("ip and ssh", "never answered", "wait for the restarted")),
+    ("ssh", ("ip and ssh", "ssh answers", "never answered", "wait for the restarted")),
     # a workspace's: the owner's keys for the dev user; the build key refused, or removed at the end
     ("keys", ("owner's ssh keys", "lets ctforge in with the build key", "no longer trusts the build key")),
     ("verify", ("passes its verify",)),  # a workspace's stacks (a template's are its smoke test)
