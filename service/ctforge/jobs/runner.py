@@ -34,6 +34,7 @@ from ctforge.jobs.shim import PROMPT, SECRETS_VAR
 from ctforge.requests import write_extravars
 
 PLAYBOOKS = REPO_ROOT / "playbooks"
+CALLBACKS = REPO_ROOT / "plugins" / "callback"  # ctforge_preload (ansible.cfg's callbacks_enabled)
 SHIM = Path(sys.executable).parent / "ctforge-ansible-playbook"
 # How often ansible-runner's loop looks at the cancel callback (and the job timeout), in seconds.
 CANCEL_POLL_SECONDS = 1
@@ -74,7 +75,8 @@ def run_playbook(private_data_dir: Path, ident: str, playbook: str, request: Any
         binary=str(SHIM),
         cmdline=shlex.quote(str(PLAYBOOKS / playbook)),
         inventory=[str(path) for path in inventories],
-        envvars=dict(env),
+        # ansible-runner puts its own callback directory after this one: ansible.cfg's is not read then
+        envvars={"ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS), **env},
         passwords={re.escape(PROMPT.format(name=name)): value for name, value in secrets.items()},
         settings={"pexpect_timeout": CANCEL_POLL_SECONDS, "suppress_ansible_output": True},
         timeout=timeout,
