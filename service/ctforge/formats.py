@@ -248,7 +248,8 @@ def request_problems(check: Mapping[str, Any]) -> list[str]:
                 elif key in keys:
                     out.append(f"{var}: the key {key} appears twice")
                 keys.append(key)
-            out.extend(f"{var}: the key {key} is required" for key in table["net_required"] if key not in keys)
+            out.extend(f"{var}: the key {key} is required"
+                       for key in table["net_required"] if key not in keys)
         else:
             out.append(f"{var} has no format in service/ctforge/formats.py")
     return out
