@@ -144,19 +144,21 @@ def test_twenty_builds_at_once_on_a_bounded_pool(canonical_chain, job_service) -
 
 # --- a service killed in the middle of a build ------------------------------------------------------
 
-def _processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line holds `text` (the dead run's ansible-playbook would)."""
+def _processes_mentioning(text: str) -> list[str]:
+    """The processes whose command line holds `text` (the dead run's ansible-playbook and its
+    workers would), as "PID: command line"."""
     from pathlib import Path
 
-    pids = []
+    found = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if text.encode() in (proc / "cmdline").read_bytes():
-                    pids.append(int(proc.name))
+                cmdline = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-    return pids
+            if text.encode() in cmdline:
+                found.append(proc.name + ": " + cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
 
 
 def _cts_in_range(job_service) -> set[int]:

@@ -11,7 +11,9 @@ environment and in no file. By hand it asks you the same way:
 The playbook runs as a child in this process's group. When the service dies (even by SIGKILL), the
 kernel sends this process SIGTERM (PR_SET_PDEATHSIG): it then kills its whole process group, so no
 playbook goes on changing containers for a job that nobody watches any more. ansible-runner's cancel
-and timeout kill the same group.
+and timeout kill the same group. The workers ansible-playbook forks are in sessions of their own
+(Ansible detaches them), out of the group's reach: the ctforge_workers callback has each of them
+killed when ansible-playbook dies.
 """
 
 from __future__ import annotations
