@@ -707,8 +707,9 @@ def test_the_power_request_takes_started_or_stopped() -> None:
 
 
 def test_the_workspace_results_read_what_set_stats_reports() -> None:
-    made = {"vmid": 7600, "node": "minipve", "ip": "10.213.0.60", "template_stacks": ["nodejs"],
-            "installed": ["python"], "stacks": ["nodejs", "python"], "build_key": None}
+    made = {"vmid": 7600, "node": "minipve", "ip": "10.213.0.60", "dev_user": "kobozo",
+            "template_stacks": ["nodejs"], "installed": ["python"], "stacks": ["nodejs", "python"],
+            "build_key": None}
     assert rq.WorkspaceResult.model_validate(made).installed == ["python"]
     power = {"vmid": 7600, "node": "minipve", "status": "stopped", "ip": None}
     assert rq.WorkspacePowerResult.model_validate(power).ip is None

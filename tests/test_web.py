@@ -18,8 +18,9 @@ from sqlalchemy import update
 
 from ctforge import messages
 from ctforge.api.schemas import PATTERN_RULES
-from ctforge.db.models import Job, Template
+from ctforge.db.models import Job, Template, Workspace
 from ctforge.records import jobs as job_records
+from ctforge.records import workspaces as workspace_records
 from ctforge.sse import sse_events
 from ctforge.web import messages as web_messages
 from ctforge.web.session import COOKIE
@@ -436,6 +437,13 @@ def test_a_workspace_page_shows_its_record_its_job_and_only_to_its_owner(api) ->
     assert f'data-stream="/jobs/{job["id"]}/stream"' in page.text and buttons(page) == []
     assert '<span class="stack">python</span>' in page.text
     assert browser(api, "carol").get(f"/workspaces/{workspace['id']}").status_code == 404
+    # once the owner can log in, the page says how: as the dev user the run reported, at its address
+    assert "<code>ssh " not in page.text
+    with api.db.writing() as session:
+        row = session.get(Workspace, uuid.UUID(workspace["id"]))
+        workspace_records.move_status(session, row, "provisioning")
+        workspace_records.note_address(session, row.id, "10.213.0.61", "dev1")
+    assert "<code>ssh dev1@10.213.0.61</code>" in client.get(f"/workspaces/{workspace['id']}").text
     # the records refuse a second job on the workspace: their message is on its page
     refused = client.post(f"/workspaces/{workspace['id']}/destroy", headers=SAME_SITE)
     assert refused.status_code == 409 and 'id="name">dev<' in refused.text

@@ -67,14 +67,14 @@ def test_a_workspace_for_five_stacks_comes_from_fullstack_with_only_python_on_to
     # the address shows as soon as the owner can log in, while python still installs
     early = api.wait_for_workspace(workspace["id"],
                                    lambda w: w["ip"] or w["status"] not in ("pending", "provisioning"))
-    assert early["status"] == "provisioning" and early["ip"], early
-    assert ssh(early["ip"], key, DEV_USER, "true").returncode == 0
+    assert early["status"] == "provisioning" and early["ip"] and early["dev_user"] == DEV_USER, early
+    assert ssh(early["ip"], key, early["dev_user"], "true").returncode == 0
     streamed = list(api.stream(job["id"]))
     assert streamed[-1][0] == "end" and streamed[-1][1]["status"] == "successful", api.job(job["id"])
     tasks = [d["task"] for kind, d in streamed if kind == "playbook_on_task_start"]
     assert any("python" in str(t).lower() for t in tasks), tasks  # the python role ran
     record = api.workspace(workspace["id"])
-    assert record["status"] == "running" and record["ip"], record
+    assert record["status"] == "running" and record["ip"] and record["dev_user"] == DEV_USER, record
     assert record["template_stacks"] == ["nodejs", "claude_cli", "postgresql", "redis"]
     assert record["installed_stacks"] == ["python"]
     assert record["vmid"] in range(7900, 8000)
@@ -95,7 +95,7 @@ def test_a_workspace_for_five_stacks_comes_from_fullstack_with_only_python_on_to
     stopped = api.wait(api.act_on_workspace(workspace["id"], "stop")["id"])
     assert stopped["status"] == "successful", stopped
     halted = api.workspace(workspace["id"])
-    assert halted["status"] == "stopped" and halted["ip"] is None
+    assert halted["status"] == "stopped" and halted["ip"] is None and halted["dev_user"] == DEV_USER
     started = api.wait(api.act_on_workspace(workspace["id"], "start")["id"])
     assert started["status"] == "successful", started
     again = api.workspace(workspace["id"])

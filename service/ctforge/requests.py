@@ -313,6 +313,7 @@ class WorkspaceResult(_Result):
     vmid: Vmid
     node: NodeId
     ip: IpAddress
+    dev_user: _formatted("ctforge_dev_user")  # the user the owner's keys let in
     template_stacks: list[StackId]  # what the template brought (its effective stacks)
     installed: list[StackId]  # what this workspace got on top, in catalog order
     stacks: list[StackId]  # the workspace's effective stacks

@@ -397,6 +397,7 @@ class WorkspacePublic(BaseModel):
     vmid: int | None
     node: str | None
     ip: str | None
+    dev_user: str | None = Field(description="The user your keys let in (ssh DEV_USER@IP); null until known.")
     requested_stacks: list[str] = Field(description="What the work needs, with what it requires.")
     template_stacks: list[str] = Field(description="The stacks the workspace got from its template.")
     installed_stacks: list[str] = Field(description="The stacks installed on top of the template's.")

@@ -173,6 +173,7 @@ class Workspace(Base):
     vmid: Mapped[int | None] = mapped_column(Integer, unique=True)
     node: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(64))
+    dev_user: Mapped[str | None] = mapped_column(String(32))  # whom the owner logs in as; None until known
     requested_stacks: Mapped[list[str]] = mapped_column(default=list)  # asked for, and detected
     template_stacks: Mapped[list[str]] = mapped_column(default=list)  # the template's effective stacks
     installed_stacks: Mapped[list[str]] = mapped_column(default=list)  # installed on top of them

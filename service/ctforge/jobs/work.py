@@ -112,14 +112,15 @@ class EventRecorder:
         return chain
 
 
-def reachable_at(event: dict[str, Any]) -> str | None:
-    """The address playbooks/workspace.yml reports (fact workspace_login_address) once the owner
-    can log in, before it installs anything; None for every other event."""
+def reachable_at(event: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The address and the dev user playbooks/workspace.yml reports (facts workspace_login_address and
+    workspace_login_user) once the owner can log in, before it installs anything; None for every
+    other event."""
     if event.get("event") != "runner_on_ok":
         return None
     facts = ((event.get("event_data") or {}).get("res") or {}).get("ansible_facts") or {}
-    address = facts.get("workspace_login_address")
-    return str(address) if address else None
+    address, user = facts.get("workspace_login_address"), facts.get("workspace_login_user")
+    return (str(address), str(user) if user else None) if address else None
 
 
 def _file_of(task_path: Any) -> str:
@@ -207,10 +208,10 @@ class JobWork:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.recorder(event)
-        address = reachable_at(event) if self.workspace_id is not None else None
-        if address:
+        login = reachable_at(event) if self.workspace_id is not None else None
+        if login:
             with self.service.db.writing() as session:
-                workspace_records.note_address(session, self.workspace_id, address)
+                workspace_records.note_address(session, self.workspace_id, *login)
 
     def _should_cancel(self) -> bool:
         if self.stopping.is_set():

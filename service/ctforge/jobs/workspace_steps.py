@@ -68,7 +68,7 @@ def apply_workspace_result(service: Any, session: Session, workspace: Workspace,
     if playbook == "workspace":
         result = WorkspaceResult.model_validate(stats)
         workspace_records.move_status(session, workspace, "running", node=result.node, ip=result.ip,
-                                      template_stacks=list(result.template_stacks),
+                                      dev_user=result.dev_user, template_stacks=list(result.template_stacks),
                                       installed_stacks=list(result.installed))
     elif playbook in ("start", "stop"):
         power = WorkspacePowerResult.model_validate(stats)

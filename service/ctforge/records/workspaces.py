@@ -259,7 +259,7 @@ def move_status(session: Session, workspace: Workspace, to: str, *, error: str |
             allowed=", ".join(sorted(TRANSITIONS.get(current, ()))) or "none"))
     if (to == "error") != (error is not None):
         raise ValueError("an error status needs its message, and only an error status has one")
-    unknown = set(facts) - {"node", "ip", "template_stacks", "installed_stacks"}
+    unknown = set(facts) - {"node", "ip", "dev_user", "template_stacks", "installed_stacks"}
     if unknown:
         raise ValueError(f"move_status cannot set {sorted(unknown)}")
     values: dict[str, Any] = {"status": to, "error_message": error, **facts}
@@ -278,11 +278,11 @@ def move_status(session: Session, workspace: Workspace, to: str, *, error: str |
     return workspace
 
 
-def note_address(session: Session, workspace_id: uuid.UUID, ip: str) -> None:
-    """A workspace being made is reachable at `ip` (the owner's keys are in): its record shows the
-    address before the job ends, while the stacks it lacks install."""
+def note_address(session: Session, workspace_id: uuid.UUID, ip: str, dev_user: str | None) -> None:
+    """A workspace being made is reachable at `ip` as `dev_user` (the owner's keys are in): its record
+    shows them before the job ends, while the stacks it lacks install."""
     session.execute(update(Workspace).where(Workspace.id == workspace_id, Workspace.status == "provisioning")
-                    .values(ip=ip).execution_options(synchronize_session=False))
+                    .values(ip=ip, dev_user=dev_user).execution_options(synchronize_session=False))
 
 
 def fail(session: Session, job: Job, error: str) -> None:

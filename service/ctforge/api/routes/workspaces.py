@@ -42,7 +42,7 @@ def public(workspace: Workspace) -> WorkspacePublic:
     return WorkspacePublic(
         id=workspace.id, owner=workspace.owner.name, name=workspace.name, template_id=workspace.template_id,
         template_name=workspace.template.name, status=workspace.status,  # type: ignore[arg-type]
-        vmid=workspace.vmid, node=workspace.node, ip=workspace.ip,
+        vmid=workspace.vmid, node=workspace.node, ip=workspace.ip, dev_user=workspace.dev_user,
         requested_stacks=workspace.requested_stacks, template_stacks=workspace.template_stacks,
         installed_stacks=workspace.installed_stacks, ssh_public_keys=workspace.ssh_public_keys,
         detected=workspace.detected, error_message=workspace.error_message,
