@@ -230,9 +230,14 @@ def test_workspace_power_refuses_a_template(ws):
         ({"ctforge_storage": "nosuch"}, "Storage 'nosuch' does not exist on node minipve (it has local"),
         ({"ctforge_ssh_private_key_file": "/nonexistent/key"}, "The build key /nonexistent/key (or its .pub) "
                                                                "is missing"),
+        ({"ctforge_ssh_private_key_file": "MANGLED"}, ".pub is not an OpenSSH public key line"),
     ],
 )
-def test_bad_input_fails_before_touching_proxmox(ws, from_base, change, message):
+def test_bad_input_fails_before_touching_proxmox(ws, from_base, change, message, tmp_path):
+    if change.get("ctforge_ssh_private_key_file") == "MANGLED":  # a key pair whose public half is damaged
+        (tmp_path / "key").write_text("not read: the public half is refused first\n")
+        (tmp_path / "key.pub").write_text("ssh-ed25519 AAAA*not*base64* ctforge-build\n")
+        change = {"ctforge_ssh_private_key_file": str(tmp_path / "key")}
     before = ws["guests"]()
     request = {**ws["request"](REFUSED, "ws-refused", "base", []), **change}
     run = run_playbook(ws["env"], "workspace.yml", request)

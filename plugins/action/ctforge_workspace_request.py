@@ -16,15 +16,14 @@ taken up, or None), clone_full, ws_config (what the CT's config must still chang
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import re
 import sys
 from pathlib import Path
 
+from ansible.errors import AnsibleFilterError
 from ansible.plugins.action import ActionBase
-from ansible.plugins.loader import action_loader
+from ansible.plugins.loader import action_loader, filter_loader
 
 REFUSED = "The request is refused, nothing was touched: "
 REQUIRED = ("ctforge_workspace_name", "ctforge_vmid", "ctforge_template_vmid", "ctforge_ssh_public_keys")
@@ -103,11 +102,11 @@ def build_key(path: str) -> dict:
                       "provisioned with; set ctforge_ssh_private_key_file (or CTFORGE_STATE_DIR) to where "
                       "that key is.")
     line = public.read_text().rstrip()
-    fields = line.split()
-    if len(fields) < 2:
-        raise Refused(f"The build key's public half {public} is not an OpenSSH public key line")
-    digest = base64.b64encode(hashlib.sha256(base64.b64decode(fields[1])).digest()).decode().rstrip("=")
-    return {"public": line, "fingerprint": f"SHA256:{digest}"}
+    try:  # the filter the playbooks use (plugins/filter/ctforge_ssh.py)
+        fingerprint = filter_loader.get("ssh_fingerprint").j2_function(line)
+    except AnsibleFilterError:
+        raise Refused(f"The build key's public half {public} is not an OpenSSH public key line") from None
+    return {"public": line, "fingerprint": fingerprint}
 
 
 def read_cluster(client, req: dict, node_given: str | None, storage_given: str | None) -> dict:
