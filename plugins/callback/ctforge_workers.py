@@ -28,17 +28,18 @@ requirements: [enabled in callbacks_enabled]
 """
 
 _PR_SET_PDEATHSIG = 1
-_forking: list[int] = []  # the pid of the process that is forking, read by its child
+_forking_pid = 0  # set in the process about to fork, read by its child
 _armed = False
 
 
 def _before_fork() -> None:
-    _forking[:] = [os.getpid()]
+    global _forking_pid
+    _forking_pid = os.getpid()
 
 
 def _die_with_parent(prctl) -> None:
     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if _forking and os.getppid() != _forking[0]:  # the parent died before prctl took hold
+    if os.getppid() != _forking_pid:  # the parent died before prctl took hold
         os.kill(os.getpid(), signal.SIGKILL)
 
 

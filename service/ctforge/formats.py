@@ -159,6 +159,14 @@ def hostname_for(name: str) -> str:
     return label or "ctforge-template"
 
 
+def login_command(ip: str | None, dev_user: str | None) -> str | None:
+    """How the owner logs in to a workspace: `ssh DEV_USER@IP`, the address alone while its user is
+    unknown (a record from before migration 0004), None without an address."""
+    if not ip:
+        return None
+    return f"ssh {dev_user}@{ip}" if dev_user else ip
+
+
 def parse_net(value: str) -> dict[str, str]:
     """A netN property string as Proxmox parses it, refused with the reason on an unknown key or bad value."""
     parts = value.split(",")

@@ -26,6 +26,7 @@ from ctforge.cli.remote import (
     split_stacks,
 )
 from ctforge.client import ClientError
+from ctforge.formats import login_command
 
 workspaces_app = typer.Typer(help="Workspaces over the HTTP API.", no_args_is_help=True)
 KEY_FILES = ("id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub")
@@ -57,17 +58,11 @@ def workspaces_show(name: NameOrId, url: Url = None, token: Token = None, as_jso
         print_json(w)
         return
     print_record({"name": w["name"], "id": w["id"], "owner": w["owner"], "status": w["status"],
-                  "template": w["template_name"], "vmid": w["vmid"], "ip": w["ip"], "login": login(w),
+                  "template": w["template_name"], "vmid": w["vmid"], "ip": w["ip"],
+                  "login": login_command(w["ip"], w.get("dev_user")),
                   "requested": w["requested_stacks"], "from the template": w["template_stacks"],
                   "installed": w["installed_stacks"], "error": w["error_message"],
                   "running since": w["running_at"], "created": w["created_at"]})
-
-
-def login(w: dict[str, Any]) -> str | None:
-    """`ssh DEV_USER@IP` for a workspace with an address; the address alone while its user is unknown."""
-    if not w["ip"]:
-        return None
-    return f"ssh {w['dev_user']}@{w['ip']}" if w.get("dev_user") else w["ip"]
 
 
 def public_keys(paths: list[Path] | None) -> list[str]:
@@ -105,7 +100,8 @@ def workspaces_create(
         finish_job(client, created["job"], no_follow=no_follow, as_json=as_json, log=log)
         if not no_follow and not as_json:
             w = client.get(f"/workspaces/{created['workspace']['id']}")
-            out().print(escape(f"ok: workspace {w['name']} is {w['status']}: {login(w)}"))
+            login = login_command(w["ip"], w.get("dev_user"))
+            out().print(escape(f"ok: workspace {w['name']} is {w['status']}: {login}"))
 
 
 for _action, _doc in (("start", "Start a stopped workspace."), ("stop", "Stop a running workspace."),

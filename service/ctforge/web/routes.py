@@ -40,6 +40,7 @@ from ctforge.api.routes import templates as template_routes
 from ctforge.api.routes import workspaces as workspace_routes
 from ctforge.api.schemas import TemplateCreate
 from ctforge.db.models import JOB_DONE, Job, Template, User
+from ctforge.formats import login_command
 from ctforge.records import jobs as job_records
 from ctforge.records import templates as template_records
 from ctforge.records import workspaces as workspace_records
@@ -82,6 +83,7 @@ def _when(value: datetime | None) -> str:
 
 
 TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.globals["login_command"] = login_command  # the CLI says it the same way
 
 
 def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
